@@ -1,0 +1,88 @@
+// Options for the core: every limit of the process in one place, each named
+// with its unit and commented with its reason. Plain data; copy freely.
+#ifndef ROOMCAST_CORE_OPTIONS_H_
+#define ROOMCAST_CORE_OPTIONS_H_
+
+#include <cstddef>
+#include <cstdint>
+#include <string>
+#include "absl/strings/string_view.h"
+
+#include "absl/container/flat_hash_map.h"
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+
+namespace roomcast::core {
+
+// Per-namespace behaviour. A room "chat:lobby" uses namespace "chat"; a room
+// without ':' uses the default namespace (empty name).
+struct NamespaceOptions {
+  // Messages kept per room for recovery and History. 0 disables history (and
+  // therefore recovery: every resume reports recovered = false).
+  size_t history_size = 100;
+  // Messages older than this leave history. Bounds memory held by idle rooms.
+  absl::Duration history_ttl = absl::Minutes(5);
+  // Whether members are tracked and join/leave events published.
+  bool presence = true;
+  // Whether browser clients (through the edge) may publish. Backends always may.
+  bool client_publish = true;
+};
+
+struct EngineOptions {
+  // Options of the default namespace and of each named one. A room in a
+  // namespace that is not listed is refused (INVALID_ARGUMENT).
+  NamespaceOptions default_namespace;
+  absl::flat_hash_map<std::string, NamespaceOptions> namespaces;
+  // Longest room name, in bytes, namespace included.
+  size_t max_room_name_bytes = 200;
+  // Largest payload accepted, in bytes. Keeps one message from monopolizing
+  // queues and history.
+  size_t max_payload_bytes = 64 * 1024;
+  // Most rooms that may exist at once; past it new rooms are refused with
+  // RESOURCE_EXHAUSTED so a client cannot exhaust memory by naming rooms.
+  size_t max_rooms = 1'000'000;
+  // Cap on History.limit (and its default when the request says 0).
+  uint32_t max_history_limit = 1000;
+  // Largest ClientInfo.info accepted, in serialized bytes.
+  size_t max_client_info_bytes = 4096;
+};
+
+// Limits of one outbound stream queue (a Subscribe stream or an edge link).
+// When either is exceeded the stream ends with RESOURCE_EXHAUSTED
+// ("slow consumer"); the subscriber resumes from its last position.
+struct QueueLimits {
+  size_t max_events = 10'000;
+  size_t max_bytes = 8 * 1024 * 1024;
+};
+
+struct CoreOptions {
+  // host:port to listen on; port 0 picks a free port (the bound address is
+  // printed at start).
+  std::string listen = "127.0.0.1:50051";
+  // Names this node in logs and EdgeWelcome.
+  std::string node_name = "core";
+  EngineOptions engine;
+  // A Subscribe stream serves one backend; a small queue bounds its memory.
+  QueueLimits subscribe_queue;
+  // An edge link carries every client of an edge: give it room for bursts.
+  QueueLimits edge_queue = {.max_events = 200'000, .max_bytes = 64 * 1024 * 1024};
+  // Most rooms in one Subscribe request.
+  size_t max_rooms_per_subscribe = 100;
+  // Unacknowledged PublishStream requests before the core stops reading
+  // (flow control, not an error).
+  size_t max_pending_acks = 1024;
+  // How often expired history and empty rooms are swept.
+  absl::Duration sweep_interval = absl::Seconds(1);
+  // Graceful shutdown: how long streams get to finish before being cancelled.
+  absl::Duration shutdown_grace = absl::Seconds(5);
+};
+
+// Parses namespace definitions of the form
+//   "chat:history_size=100,history_ttl=5m,presence=true,client_publish=true;feed:history_size=0"
+// Unspecified fields keep the defaults of `base`.
+absl::StatusOr<absl::flat_hash_map<std::string, NamespaceOptions>> ParseNamespaces(
+    absl::string_view spec, const NamespaceOptions& base);
+
+}  // namespace roomcast::core
+
+#endif  // ROOMCAST_CORE_OPTIONS_H_
