@@ -168,12 +168,12 @@ class PublishStreamReactor final
   }
 
   void OnReadDone(bool ok) override {
-    {
-      absl::MutexLock lock(&read_mu_);
-      reading_ = false;
-      if (!ok) read_closed_ = true;
-    }
     if (!ok) {  // The client half-closed (or left): finish after the last ack.
+      {
+        absl::MutexLock lock(&read_mu_);
+        reading_ = false;
+        read_closed_ = true;
+      }
       FinishOnce(grpc::Status::OK, true);
       return;
     }
@@ -191,6 +191,11 @@ class PublishStreamReactor final
       *ack.mutable_error() = ToError(position.status());
     }
     Enqueue(std::move(ack), 64);
+    {
+      // Only now may another read reuse request_ (OnWriteDone may race us).
+      absl::MutexLock lock(&read_mu_);
+      reading_ = false;
+    }
     MaybeRead();
   }
 
