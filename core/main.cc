@@ -26,6 +26,8 @@ ABSL_FLAG(uint64_t, subscribe_queue_bytes, 8 << 20,
           "outbound queue limit of one Subscribe stream before it ends as a slow consumer");
 ABSL_FLAG(uint64_t, edge_queue_bytes, 64 << 20,
           "outbound queue limit of one edge link before it ends as a slow consumer");
+ABSL_FLAG(std::string, stats_room, "",
+          "publish this node's stats as JSON to this room every second (the demo dashboard)");
 ABSL_FLAG(absl::Duration, shutdown_grace, absl::Seconds(5),
           "how long streams get to finish on SIGTERM/SIGINT");
 
@@ -53,6 +55,7 @@ int main(int argc, char** argv) {
   options.subscribe_queue.max_bytes = absl::GetFlag(FLAGS_subscribe_queue_bytes);
   options.edge_queue.max_bytes = absl::GetFlag(FLAGS_edge_queue_bytes);
   options.shutdown_grace = absl::GetFlag(FLAGS_shutdown_grace);
+  options.stats_room = absl::GetFlag(FLAGS_stats_room);
 
   // Block the stop signals in every thread; one thread waits for them.
   sigset_t signals;

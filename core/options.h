@@ -73,6 +73,9 @@ struct CoreOptions {
   size_t max_pending_acks = 1024;
   // How often expired history and empty rooms are swept.
   absl::Duration sweep_interval = absl::Seconds(1);
+  // When set, the core publishes its Stats as JSON to this room every
+  // sweep_interval (the demo dashboard shows them).
+  std::string stats_room;
   // Graceful shutdown: how long streams get to finish before being cancelled.
   absl::Duration shutdown_grace = absl::Seconds(5);
 };

@@ -330,19 +330,25 @@ grpc::ServerUnaryReactor* RoomsService::Disconnect(grpc::CallbackServerContext* 
 grpc::ServerUnaryReactor* RoomsService::Stats(grpc::CallbackServerContext* ctx,
                                               const v1::StatsRequest* request,
                                               v1::StatsResponse* response) {
-  BrokerStats broker = context_->broker->Stats();
-  ConnectionRegistry::Counts connections = context_->registry->Count();
-  response->set_rooms(broker.rooms);
-  response->set_subscriptions(broker.subscriptions);
-  response->set_presence_entries(broker.presence_entries);
-  response->set_messages_published_total(broker.messages_published_total);
-  response->set_subscribe_streams(connections.subscribe_streams);
-  response->set_edge_links(connections.edge_links);
-  response->set_edge_clients(connections.edge_clients);
-  response->set_queued_events(context_->gauges->events.load());
-  response->set_queued_bytes(context_->gauges->bytes.load());
-  response->set_slow_consumer_disconnects_total(context_->gauges->slow_consumer_total.load());
+  *response = CollectStats(*context_);
   return Reply(ctx, absl::OkStatus());
+}
+
+v1::StatsResponse CollectStats(ServiceContext& context) {
+  BrokerStats broker = context.broker->Stats();
+  ConnectionRegistry::Counts connections = context.registry->Count();
+  v1::StatsResponse stats;
+  stats.set_rooms(broker.rooms);
+  stats.set_subscriptions(broker.subscriptions);
+  stats.set_presence_entries(broker.presence_entries);
+  stats.set_messages_published_total(broker.messages_published_total);
+  stats.set_subscribe_streams(connections.subscribe_streams);
+  stats.set_edge_links(connections.edge_links);
+  stats.set_edge_clients(connections.edge_clients);
+  stats.set_queued_events(context.gauges->events.load());
+  stats.set_queued_bytes(context.gauges->bytes.load());
+  stats.set_slow_consumer_disconnects_total(context.gauges->slow_consumer_total.load());
+  return stats;
 }
 
 }  // namespace roomcast::core

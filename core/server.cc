@@ -42,6 +42,7 @@ absl::StatusOr<std::string> CoreServer::Start() {
   sweeper_ = std::thread([this] {
     while (!stop_sweeper_.WaitForNotificationWithTimeout(options_.sweep_interval)) {
       broker_->Sweep();
+      if (!options_.stats_room.empty()) PublishStats();
     }
   });
   std::string host = options_.listen.substr(0, options_.listen.rfind(':'));
@@ -72,5 +73,16 @@ std::shared_ptr<grpc::Channel> CoreServer::InProcessChannel() {
 }
 
 void CoreServer::SweepNow() { broker_->Sweep(); }
+
+void CoreServer::PublishStats() {
+  v1::StatsResponse stats = CollectStats(context_);
+  std::string json = absl::StrCat(
+      "{\"rooms\":", stats.rooms(), ",\"subscriptions\":", stats.subscriptions(),
+      ",\"edge_links\":", stats.edge_links(), ",\"edge_clients\":", stats.edge_clients(),
+      ",\"subscribe_streams\":", stats.subscribe_streams(),
+      ",\"messages_published_total\":", stats.messages_published_total(),
+      ",\"unix_ms\":", absl::ToUnixMillis(absl::Now()), "}");
+  broker_->Publish(options_.stats_room, std::move(json), nullptr).status().IgnoreError();
+}
 
 }  // namespace roomcast::core

@@ -49,6 +49,9 @@ class CoreServer {
   void SweepNow();
 
  private:
+  // Publishes CollectStats() as JSON to options.stats_room.
+  void PublishStats();
+
   const CoreOptions options_;
   std::unique_ptr<MemoryBroker> broker_;
   ConnectionRegistry registry_;

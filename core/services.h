@@ -74,6 +74,8 @@ class EdgeLinkService final : public v1::EdgeLink::CallbackService {
 absl::Status ValidateClientInfo(const v1::ClientInfo& client, const CoreOptions& options);
 // Approximate bytes an event occupies in a queue (payload and names).
 size_t QueuedBytes(const v1::RoomEvent& event);
+// The live counts behind Rooms.Stats.
+v1::StatsResponse CollectStats(ServiceContext& context);
 
 }  // namespace roomcast::core
 
