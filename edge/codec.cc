@@ -1,0 +1,789 @@
+#include "edge/codec.h"
+
+#include <boost/json/basic_parser_impl.hpp>
+#include <climits>
+#include <cmath>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "absl/container/flat_hash_set.h"
+#include "absl/status/status.h"
+#include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/string_view.h"
+#include "google/protobuf/descriptor.h"
+#include "google/protobuf/io/coded_stream.h"
+#include "google/protobuf/stubs/common.h"
+#include "google/protobuf/util/json_util.h"
+#include "google/protobuf/wire_format_lite.h"
+
+namespace roomcast::edge {
+namespace {
+
+namespace json = boost::json;
+namespace pb = google::protobuf;
+
+// The ops of ClientFrame, in field order, for messages.
+constexpr absl::string_view kOps[] = {"join", "leave", "publish", "presence", "history", "ping"};
+constexpr absl::string_view kOpList = "join, leave, publish, presence, history or ping";
+
+absl::Status Invalid(absl::string_view message) { return absl::InvalidArgumentError(message); }
+
+// Text from the input or from protobuf, made safe to show: at most
+// `max_bytes`, control and non-ASCII bytes as \xNN so that the error frame is
+// always valid UTF-8 JSON.
+std::string Printable(absl::string_view text, size_t max_bytes = 200) {
+  std::string out;
+  const bool truncated = text.size() > max_bytes;
+  if (truncated) text = text.substr(0, max_bytes);
+  for (unsigned char c : text) {
+    if (c >= 0x20 && c < 0x7f) {
+      out.push_back(static_cast<char>(c));
+    } else {
+      absl::StrAppend(&out, "\\x", absl::Hex(c, absl::kZeroPad2));
+    }
+  }
+  if (truncated) out += "...";
+  return out;
+}
+
+// Parses a uint64 as protobuf's JSON parser accepts it inside a string: an
+// optional '+' and decimal digits, nothing else.
+bool ParseDecimalUint64(absl::string_view text, uint64_t* out) {
+  if (!text.empty() && text.front() == '+') text.remove_prefix(1);
+  if (text.empty()) return false;
+  uint64_t value = 0;
+  for (char c : text) {
+    if (c < '0' || c > '9') return false;
+    const uint64_t digit = static_cast<uint64_t>(c - '0');
+    if (value > (UINT64_MAX - digit) / 10) return false;
+    value = value * 10 + digit;
+  }
+  *out = value;
+  return true;
+}
+
+// ---------------------------------------------------------------------------
+// Strict JSON validation: one streaming pass with boost::json's SAX parser,
+// no DOM. Boost checks the syntax (RFC 8259: no comments, single quotes or
+// trailing commas), UTF-8 and UTF-16 surrogates, and the nesting depth
+// (parse_options.max_depth). The handler adds what protobuf needs to agree:
+// no duplicate keys in an object, finite numbers. In frame mode it also reads
+// the top level: the id (for error replies even when the frame is malformed),
+// unknown top-level fields and the ops present.
+// ---------------------------------------------------------------------------
+
+enum class TopLevel { kNone, kObject, kArray, kString, kNumber, kBool, kNull };
+
+absl::string_view TopLevelName(TopLevel top) {
+  switch (top) {
+    case TopLevel::kArray:
+      return "an array";
+    case TopLevel::kString:
+      return "a string";
+    case TopLevel::kNumber:
+      return "a number";
+    case TopLevel::kBool:
+      return "a boolean";
+    case TopLevel::kNull:
+      return "null";
+    case TopLevel::kNone:
+    case TopLevel::kObject:
+      break;
+  }
+  return "nothing";
+}
+
+class JsonScanner {
+ public:
+  // Limits are the caller's: max_depth in parse_options, frame size upstream.
+  static constexpr std::size_t max_object_size = std::size_t(-1);
+  static constexpr std::size_t max_array_size = std::size_t(-1);
+  static constexpr std::size_t max_key_size = std::size_t(-1);
+  static constexpr std::size_t max_string_size = std::size_t(-1);
+
+  explicit JsonScanner(bool frame_mode) : frame_mode_(frame_mode) {}
+
+  // Why the handler stopped the parse (boost then reports error::syntax).
+  const std::string& handler_error() const { return handler_error_; }
+  TopLevel top() const { return top_; }
+  bool id_readable() const { return id_readable_; }
+  uint64_t id() const { return id_; }
+  const std::string& unknown_field() const { return unknown_field_; }
+  bool has_unknown_field() const { return has_unknown_field_; }
+  const std::vector<std::string>& ops() const { return ops_; }
+
+  bool on_document_begin(json::error_code&) { return true; }
+  bool on_document_end(json::error_code&) { return true; }
+
+  bool on_object_begin(json::error_code&) {
+    OnValue(TopLevel::kObject);
+    ++depth_;
+    if (open_objects_ == key_sets_.size()) key_sets_.emplace_back();
+    key_sets_[open_objects_++].clear();
+    return true;
+  }
+  bool on_object_end(std::size_t, json::error_code&) {
+    --depth_;
+    --open_objects_;
+    return true;
+  }
+  bool on_array_begin(json::error_code&) {
+    OnValue(TopLevel::kArray);
+    ++depth_;
+    return true;
+  }
+  bool on_array_end(std::size_t, json::error_code&) {
+    --depth_;
+    return true;
+  }
+
+  bool on_key_part(json::string_view s, std::size_t, json::error_code&) {
+    key_.append(s.data(), s.size());
+    return true;
+  }
+  bool on_key(json::string_view s, std::size_t, json::error_code& ec) {
+    key_.append(s.data(), s.size());
+    const bool fresh = key_sets_[open_objects_ - 1].insert(key_).second;
+    if (!fresh) {
+      handler_error_ = absl::StrCat("duplicate key \"", Printable(key_, 64), "\"");
+      ec = json::error::syntax;
+      return false;
+    }
+    if (frame_mode_ && depth_ == 1) OnTopLevelKey();
+    key_.clear();
+    return true;
+  }
+
+  bool on_string_part(json::string_view s, std::size_t, json::error_code&) {
+    if (!in_string_) StartString();
+    in_string_ = true;
+    if (string_is_id_) id_text_.append(s.data(), s.size());
+    return true;
+  }
+  bool on_string(json::string_view s, std::size_t, json::error_code&) {
+    if (!in_string_) StartString();
+    in_string_ = false;
+    if (string_is_id_) {
+      id_text_.append(s.data(), s.size());
+      string_is_id_ = false;
+      if (ParseDecimalUint64(id_text_, &id_)) id_readable_ = true;
+    }
+    return true;
+  }
+
+  bool on_number_part(json::string_view, json::error_code&) { return true; }
+  bool on_int64(int64_t i, json::string_view, json::error_code&) {
+    const bool id = TakeIdSlot();
+    OnValue(TopLevel::kNumber);
+    if (id && i >= 0) SetId(static_cast<uint64_t>(i));
+    return true;
+  }
+  bool on_uint64(uint64_t u, json::string_view, json::error_code&) {
+    const bool id = TakeIdSlot();
+    OnValue(TopLevel::kNumber);
+    if (id) SetId(u);
+    return true;
+  }
+  bool on_double(double d, json::string_view, json::error_code& ec) {
+    const bool id = TakeIdSlot();
+    OnValue(TopLevel::kNumber);
+    if (!std::isfinite(d)) {
+      handler_error_ = "number out of the range of a double";
+      ec = json::error::syntax;
+      return false;
+    }
+    // Protobuf accepts integral doubles (7.0, 1e2) for uint64 fields.
+    if (id && d >= 0 && d < 18446744073709551616.0 && std::floor(d) == d) {
+      SetId(static_cast<uint64_t>(d));
+    }
+    return true;
+  }
+  bool on_bool(bool, json::error_code&) {
+    OnValue(TopLevel::kBool);
+    return true;
+  }
+  bool on_null(json::error_code&) {
+    OnValue(TopLevel::kNull);
+    return true;
+  }
+  // Comments are off in parse_options; these are never called.
+  bool on_comment_part(json::string_view, json::error_code&) { return true; }
+  bool on_comment(json::string_view, json::error_code&) { return true; }
+
+ private:
+  // Called at the start of every value.
+  void OnValue(TopLevel kind) {
+    if (top_ == TopLevel::kNone) top_ = kind;
+    if (depth_ == 1) value_is_id_ = false;
+  }
+  void StartString() {
+    string_is_id_ = TakeIdSlot();
+    if (string_is_id_) id_text_.clear();
+    OnValue(TopLevel::kString);
+  }
+  bool TakeIdSlot() {
+    const bool id = value_is_id_ && depth_ == 1;
+    if (id) value_is_id_ = false;
+    return id;
+  }
+  void SetId(uint64_t id) {
+    id_ = id;
+    id_readable_ = true;
+  }
+  void OnTopLevelKey() {
+    if (key_ == "id") {
+      value_is_id_ = true;
+      return;
+    }
+    for (absl::string_view op : kOps) {
+      if (key_ == op) {
+        ops_.push_back(key_);
+        return;
+      }
+    }
+    if (!has_unknown_field_) {
+      has_unknown_field_ = true;
+      unknown_field_ = key_;
+    }
+  }
+
+  const bool frame_mode_;
+  int depth_ = 0;
+  TopLevel top_ = TopLevel::kNone;
+  std::string handler_error_;
+
+  // Keys of each open object, innermost last; reused across objects.
+  std::vector<absl::flat_hash_set<std::string>> key_sets_;
+  size_t open_objects_ = 0;
+  std::string key_;
+  bool in_string_ = false;  // Between the first and the last piece of a string value.
+
+  // Frame mode: the top level.
+  bool value_is_id_ = false;   // The next value at depth 1 is the id.
+  bool string_is_id_ = false;  // The string being read is the id.
+  std::string id_text_;
+  bool id_readable_ = false;
+  uint64_t id_ = 0;
+  bool has_unknown_field_ = false;
+  std::string unknown_field_;
+  std::vector<std::string> ops_;
+};
+
+// Runs the scanner over `text`. OK when `text` is exactly one JSON value
+// (whitespace around it allowed) passing every check; otherwise the problem,
+// without any prefix.
+absl::Status Scan(absl::string_view text, int max_depth, json::basic_parser<JsonScanner>& parser) {
+  json::error_code ec;
+  const size_t consumed = parser.write_some(/*more=*/false, text.data(), text.size(), ec);
+  if (ec) {
+    const std::string& handler_error = parser.handler().handler_error();
+    if (!handler_error.empty()) return Invalid(handler_error);
+    if (ec == json::error::too_deep) {
+      return Invalid(absl::StrCat("nested deeper than ", max_depth, " levels"));
+    }
+    return Invalid(absl::StrCat("invalid JSON at byte ", consumed, ": ", ec.message()));
+  }
+  if (consumed != text.size()) {
+    return Invalid(absl::StrCat("invalid JSON at byte ", consumed, ": data after the value"));
+  }
+  return absl::OkStatus();
+}
+
+// Builds a google.protobuf.Value from JSON in the same single pass, with the
+// same checks as JsonScanner (duplicate keys, finite numbers; depth and syntax
+// by boost). Far cheaper than protobuf's JSON parser, and equal to its result:
+// numbers are converted from their text with absl::SimpleAtod (correctly
+// rounded, like protobuf's strtod), so -0 stays -0.
+class ValueBuilder {
+ public:
+  static constexpr std::size_t max_object_size = std::size_t(-1);
+  static constexpr std::size_t max_array_size = std::size_t(-1);
+  static constexpr std::size_t max_key_size = std::size_t(-1);
+  static constexpr std::size_t max_string_size = std::size_t(-1);
+
+  // `root` must outlive the builder and start empty.
+  explicit ValueBuilder(pb::Value* root) : root_(root) {}
+
+  bool on_document_begin(json::error_code&) { return true; }
+  bool on_document_end(json::error_code&) { return true; }
+
+  bool on_object_begin(json::error_code& ec) {
+    pb::Value* value = NextSlot(ec);
+    if (value == nullptr) return false;
+    value->mutable_struct_value();
+    open_.push_back(value);
+    return true;
+  }
+  bool on_object_end(std::size_t, json::error_code&) {
+    open_.pop_back();
+    return true;
+  }
+  bool on_array_begin(json::error_code& ec) {
+    pb::Value* value = NextSlot(ec);
+    if (value == nullptr) return false;
+    value->mutable_list_value();
+    open_.push_back(value);
+    return true;
+  }
+  bool on_array_end(std::size_t, json::error_code&) {
+    open_.pop_back();
+    return true;
+  }
+
+  bool on_key_part(json::string_view s, std::size_t, json::error_code&) {
+    key_.append(s.data(), s.size());
+    return true;
+  }
+  bool on_key(json::string_view s, std::size_t, json::error_code&) {
+    key_.append(s.data(), s.size());
+    return true;
+  }
+
+  bool on_string_part(json::string_view s, std::size_t, json::error_code&) {
+    text_.append(s.data(), s.size());
+    return true;
+  }
+  bool on_string(json::string_view s, std::size_t, json::error_code& ec) {
+    text_.append(s.data(), s.size());
+    pb::Value* value = NextSlot(ec);
+    if (value == nullptr) return false;
+    value->set_string_value(std::move(text_));
+    text_.clear();
+    return true;
+  }
+
+  bool on_number_part(json::string_view s, json::error_code&) {
+    text_.append(s.data(), s.size());
+    return true;
+  }
+  bool on_int64(int64_t, json::string_view s, json::error_code& ec) { return OnNumber(s, ec); }
+  bool on_uint64(uint64_t, json::string_view s, json::error_code& ec) { return OnNumber(s, ec); }
+  bool on_double(double, json::string_view s, json::error_code& ec) { return OnNumber(s, ec); }
+
+  bool on_bool(bool b, json::error_code& ec) {
+    pb::Value* value = NextSlot(ec);
+    if (value == nullptr) return false;
+    value->set_bool_value(b);
+    return true;
+  }
+  bool on_null(json::error_code& ec) {
+    pb::Value* value = NextSlot(ec);
+    if (value == nullptr) return false;
+    value->set_null_value(pb::NULL_VALUE);
+    return true;
+  }
+  bool on_comment_part(json::string_view, json::error_code&) { return true; }
+  bool on_comment(json::string_view, json::error_code&) { return true; }
+
+ private:
+  bool OnNumber(json::string_view s, json::error_code& ec) {
+    text_.append(s.data(), s.size());
+    double number = 0;
+    const bool parsed = absl::SimpleAtod(text_, &number);
+    text_.clear();
+    if (!parsed || !std::isfinite(number)) {
+      ec = json::error::syntax;
+      return false;
+    }
+    pb::Value* value = NextSlot(ec);
+    if (value == nullptr) return false;
+    value->set_number_value(number);
+    return true;
+  }
+
+  // Where the value that starts now goes; null (and `ec` set) on a duplicate key.
+  pb::Value* NextSlot(json::error_code& ec) {
+    if (open_.empty()) return root_;
+    pb::Value* container = open_.back();
+    if (container->has_list_value()) return container->mutable_list_value()->add_values();
+    auto [it, fresh] = container->mutable_struct_value()->mutable_fields()->try_emplace(key_);
+    key_.clear();
+    if (!fresh) {
+      ec = json::error::syntax;
+      return nullptr;
+    }
+    return &it->second;
+  }
+
+  pb::Value* const root_;
+  std::vector<pb::Value*> open_;  // Open arrays and objects, innermost last.
+  std::string key_;
+  std::string text_;  // The pieces of the current string or number.
+};
+
+json::parse_options StrictOptions(int max_depth) {
+  json::parse_options options;
+  options.max_depth = static_cast<std::size_t>(max_depth);
+  options.allow_comments = false;
+  options.allow_trailing_commas = false;
+  options.allow_invalid_utf8 = false;
+  return options;
+}
+
+// ---------------------------------------------------------------------------
+// Checks protobuf cannot express, shared by both encodings.
+// ---------------------------------------------------------------------------
+
+// `depth` is the number of arrays/objects enclosing `value`.
+absl::Status CheckData(const pb::Value& value, int depth) {
+  switch (value.kind_case()) {
+    case pb::Value::kNullValue:
+      if (value.null_value() != pb::NULL_VALUE) {
+        return Invalid("publish.data holds an invalid null");
+      }
+      return absl::OkStatus();
+    case pb::Value::kNumberValue:
+      if (!std::isfinite(value.number_value())) {
+        return Invalid("publish.data holds a number that is not finite");
+      }
+      return absl::OkStatus();
+    case pb::Value::kStringValue:
+    case pb::Value::kBoolValue:
+      return absl::OkStatus();
+    case pb::Value::kStructValue:
+    case pb::Value::kListValue:
+      break;
+    case pb::Value::KIND_NOT_SET:
+      return Invalid("publish.data holds a value with no kind");
+  }
+  if (depth + 1 > kMaxDataDepth) {
+    return Invalid(absl::StrCat("publish.data nests deeper than ", kMaxDataDepth, " levels"));
+  }
+  if (value.kind_case() == pb::Value::kStructValue) {
+    for (const auto& [key, field] : value.struct_value().fields()) {
+      if (absl::Status s = CheckData(field, depth + 1); !s.ok()) return s;
+    }
+  } else {
+    for (const pb::Value& element : value.list_value().values()) {
+      if (absl::Status s = CheckData(element, depth + 1); !s.ok()) return s;
+    }
+  }
+  return absl::OkStatus();
+}
+
+absl::Status CheckRoom(absl::string_view op, const std::string& room) {
+  if (room.empty()) return Invalid(absl::StrCat(op, ".room is missing or empty"));
+  return absl::OkStatus();
+}
+
+// What a decoded frame must also satisfy: one op, the fields it needs.
+absl::Status CheckFrame(const v1::ClientFrame& frame) {
+  switch (frame.op_case()) {
+    case v1::ClientFrame::kJoin:
+      return CheckRoom("join", frame.join().room());
+    case v1::ClientFrame::kLeave:
+      return CheckRoom("leave", frame.leave().room());
+    case v1::ClientFrame::kPresence:
+      return CheckRoom("presence", frame.presence().room());
+    case v1::ClientFrame::kHistory:
+      return CheckRoom("history", frame.history().room());
+    case v1::ClientFrame::kPing:
+      return absl::OkStatus();
+    case v1::ClientFrame::kPublish: {
+      if (absl::Status s = CheckRoom("publish", frame.publish().room()); !s.ok()) return s;
+      if (!frame.publish().has_data() ||
+          frame.publish().data().kind_case() == pb::Value::KIND_NOT_SET) {
+        return Invalid("publish.data is missing");
+      }
+      return CheckData(frame.publish().data(), 0);
+    }
+    case v1::ClientFrame::OP_NOT_SET:
+      break;
+  }
+  return Invalid(absl::StrCat("frame has no op: expected one of ", kOpList));
+}
+
+// ---------------------------------------------------------------------------
+// JSON frames
+// ---------------------------------------------------------------------------
+
+absl::StatusOr<v1::ClientFrame> DecodeJson(absl::string_view payload, uint64_t* id) {
+  json::basic_parser<JsonScanner> parser(StrictOptions(kMaxFrameDepth), /*frame_mode=*/true);
+  JsonScanner& scan = parser.handler();
+  const absl::Status syntax = Scan(payload, kMaxFrameDepth, parser);
+  if (scan.id_readable()) *id = scan.id();
+
+  if (!syntax.ok()) {
+    if (payload.find_first_not_of(" \t\r\n") == absl::string_view::npos) {
+      return Invalid("empty frame: expected a JSON object");
+    }
+    if (absl::StartsWith(syntax.message(), "nested deeper")) {
+      return Invalid(absl::StrCat("frame ", syntax.message(), " (publish.data may nest at most ",
+                                  kMaxDataDepth, " levels)"));
+    }
+    return syntax;
+  }
+  if (scan.top() != TopLevel::kObject) {
+    return Invalid(absl::StrCat("a frame must be a JSON object, got ", TopLevelName(scan.top())));
+  }
+  if (scan.has_unknown_field()) {
+    return Invalid(absl::StrCat("unknown field \"", Printable(scan.unknown_field(), 64),
+                                "\": a frame has an \"id\" and one op: ", kOpList));
+  }
+  if (scan.ops().size() > 1) {
+    return Invalid(
+        absl::StrCat("a frame has exactly one op, got ", absl::StrJoin(scan.ops(), " and ")));
+  }
+
+  v1::ClientFrame frame;
+  pb::util::JsonParseOptions options;
+  options.ignore_unknown_fields = false;
+  options.case_insensitive_enum_parsing = false;
+  const pb::util::Status parsed = pb::util::JsonStringToMessage(
+      pb::StringPiece(payload.data(), payload.size()), &frame, options);
+  if (!parsed.ok()) {
+    // Protobuf's messages add lines with the input and a caret: keep the first.
+    absl::string_view message(parsed.message().data(), parsed.message().size());
+    message = message.substr(0, message.find('\n'));
+    return Invalid(absl::StrCat("invalid frame: ", Printable(message)));
+  }
+  *id = frame.id();
+  if (absl::Status s = CheckFrame(frame); !s.ok()) return s;
+  return frame;
+}
+
+// ---------------------------------------------------------------------------
+// Binary frames
+// ---------------------------------------------------------------------------
+
+// Field 1 (id, varint) of a ClientFrame that failed to parse, when it can be
+// read before the damage. The last occurrence wins, as in protobuf.
+uint64_t ScanBinaryId(absl::string_view payload) {
+  pb::io::CodedInputStream in(reinterpret_cast<const uint8_t*>(payload.data()),
+                              static_cast<int>(payload.size()));
+  uint64_t id = 0;
+  while (true) {
+    const uint32_t tag = in.ReadTag();
+    if (tag == 0) break;
+    if (pb::internal::WireFormatLite::GetTagFieldNumber(tag) == 1 &&
+        pb::internal::WireFormatLite::GetTagWireType(tag) ==
+            pb::internal::WireFormatLite::WIRETYPE_VARINT) {
+      uint64_t value;
+      if (!in.ReadVarint64(&value)) break;
+      id = value;
+    } else if (!pb::internal::WireFormatLite::SkipField(&in, tag)) {
+      break;
+    }
+  }
+  return id;
+}
+
+// How deep CheckWire follows nested messages: protobuf's own default limit.
+constexpr int kMaxWireNesting = 100;
+
+// Walks the wire format of one `descriptor` message up to the current limit
+// of `in`, the way the parser will, before it does. Protobuf logs an ERROR
+// line for every string field holding invalid UTF-8, which a hostile client
+// must not be able to trigger at will, so those are rejected here first. The
+// walk also rejects what the parser would silently keep as unknown fields:
+// unknown field numbers and known fields sent with the wrong wire type.
+// `payload` is the whole buffer `in` reads from.
+absl::Status CheckWire(absl::string_view payload, pb::io::CodedInputStream& in,
+                       const pb::Descriptor* descriptor, int nesting) {
+  using Wire = pb::internal::WireFormatLite;
+  while (true) {
+    const uint32_t tag = in.ReadTag();
+    if (tag == 0) {
+      if (in.ConsumedEntireMessage()) return absl::OkStatus();
+      return Invalid("invalid protobuf frame: malformed field tag");
+    }
+    const int number = Wire::GetTagFieldNumber(tag);
+    const Wire::WireType wire_type = Wire::GetTagWireType(tag);
+    const pb::FieldDescriptor* field = descriptor->FindFieldByNumber(number);
+    if (field == nullptr) {
+      return Invalid(absl::StrCat("invalid protobuf frame: unknown field ", number, " in ",
+                                  descriptor->full_name()));
+    }
+    const Wire::WireType expected =
+        Wire::WireTypeForFieldType(static_cast<Wire::FieldType>(field->type()));
+    const bool packed = field->is_packable() && wire_type == Wire::WIRETYPE_LENGTH_DELIMITED;
+    if (wire_type != expected && !packed) {
+      return Invalid(
+          absl::StrCat("invalid protobuf frame: wrong wire type for ", field->full_name()));
+    }
+    if (field->type() == pb::FieldDescriptor::TYPE_STRING) {
+      uint32_t length;
+      if (!in.ReadVarint32(&length)) return Invalid("invalid protobuf frame: truncated string");
+      const size_t position = static_cast<size_t>(in.CurrentPosition());
+      if (length > payload.size() - position) {
+        return Invalid("invalid protobuf frame: truncated string");
+      }
+      const absl::string_view bytes = payload.substr(position, length);
+      if (!pb::internal::IsStructurallyValidUTF8(bytes.data(), static_cast<int>(bytes.size()))) {
+        return Invalid(
+            absl::StrCat("invalid protobuf frame: invalid UTF-8 in ", field->full_name()));
+      }
+      if (!in.Skip(static_cast<int>(length))) {
+        return Invalid("invalid protobuf frame: truncated string");
+      }
+    } else if (field->type() == pb::FieldDescriptor::TYPE_MESSAGE) {
+      if (nesting >= kMaxWireNesting) return Invalid("invalid protobuf frame: nested too deep");
+      uint32_t length;
+      if (!in.ReadVarint32(&length) ||
+          static_cast<size_t>(length) >
+              payload.size() - static_cast<size_t>(in.CurrentPosition())) {
+        return Invalid("invalid protobuf frame: truncated message");
+      }
+      const pb::io::CodedInputStream::Limit limit = in.PushLimit(static_cast<int>(length));
+      if (absl::Status s = CheckWire(payload, in, field->message_type(), nesting + 1); !s.ok()) {
+        return s;
+      }
+      in.PopLimit(limit);
+    } else if (!Wire::SkipField(&in, tag)) {
+      return Invalid(absl::StrCat("invalid protobuf frame: truncated ", field->full_name()));
+    }
+  }
+}
+
+absl::StatusOr<v1::ClientFrame> DecodeBinary(absl::string_view payload, uint64_t* id) {
+  if (payload.size() > static_cast<size_t>(INT_MAX)) return Invalid("protobuf frame too large");
+  {
+    pb::io::CodedInputStream in(reinterpret_cast<const uint8_t*>(payload.data()),
+                                static_cast<int>(payload.size()));
+    if (absl::Status s = CheckWire(payload, in, v1::ClientFrame::descriptor(), 1); !s.ok()) {
+      *id = ScanBinaryId(payload);
+      return s;
+    }
+  }
+  v1::ClientFrame frame;
+  if (!frame.ParseFromArray(payload.data(), static_cast<int>(payload.size()))) {
+    *id = ScanBinaryId(payload);
+    return Invalid("invalid protobuf frame: not a serialized roomcast.v1.ClientFrame");
+  }
+  *id = frame.id();
+  if (absl::Status s = CheckFrame(frame); !s.ok()) return s;
+  return frame;
+}
+
+// ---------------------------------------------------------------------------
+// Encoding
+// ---------------------------------------------------------------------------
+
+pb::util::JsonPrintOptions PrintOptions() {
+  pb::util::JsonPrintOptions options;
+  options.add_whitespace = false;
+  options.always_print_primitive_fields = false;
+  options.always_print_enums_as_ints = false;
+  options.preserve_proto_field_names = false;  // Canonical lowerCamelCase.
+  return options;
+}
+
+bool PrintJson(const pb::Message& message, std::string* out) {
+  out->clear();
+  return pb::util::MessageToJsonString(message, out, PrintOptions()).ok();
+}
+
+std::string InternalErrorJson(uint64_t id, absl::string_view what) {
+  std::string out;
+  if (!PrintJson(ErrorFrame(id, absl::InternalError(what)), &out)) {
+    out = R"({"error":{"code":13,"message":"internal error"}})";
+  }
+  return out;
+}
+
+// The ServerMessage without its payload.
+v1::ServerMessage HeaderOf(const v1::Message& message) {
+  v1::ServerMessage out;
+  out.set_room(message.room());
+  if (message.has_position()) *out.mutable_position() = message.position();
+  if (message.has_publisher()) *out.mutable_publisher() = message.publisher();
+  if (message.has_time()) *out.mutable_time() = message.time();
+  return out;
+}
+
+}  // namespace
+
+absl::StatusOr<v1::ClientFrame> DecodeClientFrame(absl::string_view payload, Encoding encoding,
+                                                  uint64_t* id_if_readable) {
+  uint64_t id = 0;
+  absl::StatusOr<v1::ClientFrame> result =
+      encoding == Encoding::kJson ? DecodeJson(payload, &id) : DecodeBinary(payload, &id);
+  if (id_if_readable != nullptr) *id_if_readable = id;
+  return result;
+}
+
+bool IsBrowserJson(absl::string_view payload) {
+  json::basic_parser<JsonScanner> parser(StrictOptions(kMaxDataDepth), /*frame_mode=*/false);
+  return Scan(payload, kMaxDataDepth, parser).ok();
+}
+
+std::string EncodeServerFrame(const v1::ServerFrame& frame, Encoding encoding) {
+  if (encoding == Encoding::kProtobuf) return frame.SerializeAsString();
+  std::string out;
+  if (!PrintJson(frame, &out)) return InternalErrorJson(frame.id(), "could not encode frame");
+  return out;
+}
+
+v1::ServerMessage ToServerMessage(const v1::Message& message) {
+  v1::ServerMessage out = HeaderOf(message);
+  // One pass decides and builds: the builder accepts exactly what
+  // IsBrowserJson accepts.
+  const std::string& data = message.data();
+  json::basic_parser<ValueBuilder> parser(StrictOptions(kMaxDataDepth), out.mutable_data());
+  json::error_code ec;
+  const size_t consumed = parser.write_some(/*more=*/false, data.data(), data.size(), ec);
+  if (ec || consumed != data.size()) {
+    out.clear_data();
+    out.set_binary(data);
+  }
+  return out;
+}
+
+std::string EncodeMessageFrame(const v1::Message& message, Encoding encoding) {
+  if (encoding == Encoding::kProtobuf) {
+    v1::ServerFrame frame;
+    *frame.mutable_message() = ToServerMessage(message);
+    return frame.SerializeAsString();
+  }
+
+  const bool is_json = IsBrowserJson(message.data());
+  v1::ServerFrame frame;
+  v1::ServerMessage* header = frame.mutable_message();
+  *header = HeaderOf(message);
+  if (!is_json) header->set_binary(message.data());
+  std::string out;
+  if (!PrintJson(frame, &out)) {
+    return InternalErrorJson(
+        0, absl::StrCat("could not encode a message of room ", Printable(message.room(), 64)));
+  }
+  if (!is_json) return out;
+
+  // Splice the payload in as the last field of the inner object:
+  // {"message":{...}} -> {"message":{...,"data":<payload>}}.
+  constexpr absl::string_view kPrefix = R"({"message":{)";
+  constexpr absl::string_view kSuffix = "}}";
+  if (!absl::StartsWith(out, kPrefix) || !absl::EndsWith(out, kSuffix)) {
+    return InternalErrorJson(0, "unexpected message frame layout");
+  }
+  const bool empty_inner = out.size() == kPrefix.size() + kSuffix.size();
+  std::string spliced;
+  spliced.reserve(out.size() + message.data().size() + 8);
+  spliced.append(out, 0, out.size() - kSuffix.size());
+  spliced.append(empty_inner ? R"("data":)" : R"(,"data":)");
+  spliced.append(message.data());
+  spliced.append(kSuffix.data(), kSuffix.size());
+  return spliced;
+}
+
+std::string ValueToJson(const google::protobuf::Value& value) {
+  std::string out;
+  if (!PrintJson(value, &out) || !IsBrowserJson(out)) return "null";
+  return out;
+}
+
+v1::ServerFrame ErrorFrame(uint64_t id, const absl::Status& status) {
+  v1::ServerFrame frame;
+  frame.set_id(id);
+  v1::Error* error = frame.mutable_error();
+  error->set_code(static_cast<uint32_t>(status.code()));
+  error->set_message(std::string(status.message()));
+  return frame;
+}
+
+v1::ServerFrame ErrorFrame(const DecodeError& error) { return ErrorFrame(error.id, error.status); }
+
+}  // namespace roomcast::edge
