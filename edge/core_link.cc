@@ -1,0 +1,254 @@
+#include "edge/core_link.h"
+
+#include <algorithm>
+#include <cstdio>
+#include <utility>
+#include <vector>
+
+#include "absl/random/random.h"
+#include "absl/strings/str_cat.h"
+#include "grpcpp/grpcpp.h"
+
+namespace roomcast::edge {
+
+// One attempt at the EdgeLink stream. Writes go out one at a time from a
+// queue. Owned by CoreLink; destroyed by its thread after OnDone.
+class CoreLink::Stream final : public grpc::ClientBidiReactor<v1::EdgeToCore, v1::CoreToEdge> {
+ public:
+  Stream(CoreLink* link, uint64_t generation) : link_(link), generation_(generation) {
+    link_->stub_->async()->Link(&ctx_, this);
+    v1::EdgeToCore hello;
+    hello.mutable_hello()->set_edge_name(link_->options_.edge_name);
+    Send(std::move(hello));
+    StartRead(&in_);
+    StartCall();
+  }
+
+  void Send(v1::EdgeToCore message) {
+    absl::MutexLock lock(&mu_);
+    if (done_) return;
+    out_.push_back(std::move(message));
+    if (!writing_) {
+      writing_ = true;
+      StartWrite(&out_.front());
+    }
+  }
+
+  void Cancel() { ctx_.TryCancel(); }
+
+  void OnWriteDone(bool ok) override {
+    absl::MutexLock lock(&mu_);
+    out_.pop_front();
+    writing_ = false;
+    if (ok && !out_.empty()) {
+      writing_ = true;
+      StartWrite(&out_.front());
+    }
+  }
+
+  void OnReadDone(bool ok) override {
+    if (!ok) return;  // OnDone follows.
+    switch (in_.kind_case()) {
+      case v1::CoreToEdge::kWelcome:
+        link_->OnWelcome(generation_);
+        break;
+      case v1::CoreToEdge::kReply:
+        link_->OnReply(generation_, std::move(*in_.mutable_reply()));
+        break;
+      case v1::CoreToEdge::kEvents:
+        link_->handler_.on_events(in_.events());
+        break;
+      case v1::CoreToEdge::kDisconnect:
+        link_->handler_.on_disconnect(in_.disconnect());
+        break;
+      case v1::CoreToEdge::KIND_NOT_SET:
+        break;
+    }
+    StartRead(&in_);
+  }
+
+  void OnDone(const grpc::Status& status) override {
+    {
+      absl::MutexLock lock(&mu_);
+      done_ = true;
+    }
+    if (!status.ok()) {
+      std::fprintf(stderr, "roomcast-edge: core link ended: %s (%d)\n",
+                   status.error_message().c_str(), static_cast<int>(status.error_code()));
+    }
+    link_->OnStreamDone(generation_);
+  }
+
+ private:
+  CoreLink* const link_;
+  const uint64_t generation_;
+  grpc::ClientContext ctx_;
+  v1::CoreToEdge in_;
+  absl::Mutex mu_;
+  std::deque<v1::EdgeToCore> out_ ABSL_GUARDED_BY(mu_);
+  bool writing_ ABSL_GUARDED_BY(mu_) = false;
+  bool done_ ABSL_GUARDED_BY(mu_) = false;
+};
+
+CoreLink::CoreLink(const EdgeOptions& options, Handler handler)
+    : options_(options), handler_(std::move(handler)) {
+  grpc::ChannelArguments args;
+  // Notice a dead core within ~30 s even when no traffic flows.
+  args.SetInt(GRPC_ARG_KEEPALIVE_TIME_MS, 20'000);
+  args.SetInt(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, 10'000);
+  args.SetInt(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1);
+  // Reconnect pacing is ours (with jitter); keep gRPC's own short.
+  args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 100);
+  args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 1000);
+  args.SetMaxReceiveMessageSize(64 << 20);
+  stub_ = v1::EdgeLink::NewStub(
+      grpc::CreateCustomChannel(options_.core, grpc::InsecureChannelCredentials(), args));
+}
+
+CoreLink::~CoreLink() { Stop(); }
+
+void CoreLink::Start() { thread_ = std::thread([this] { Run(); }); }
+
+void CoreLink::Stop() {
+  {
+    absl::MutexLock lock(&mu_);
+    stopping_ = true;
+  }
+  if (thread_.joinable()) thread_.join();
+}
+
+void CoreLink::Run() {
+  absl::BitGen gen;
+  absl::Duration backoff_cap = options_.reconnect_min;
+  uint64_t generation = 0;
+  for (;;) {
+    {
+      absl::MutexLock lock(&mu_);
+      if (stopping_) break;
+      stream_done_ = false;
+      stream_generation_ = ++generation;
+      stream_ = std::make_unique<Stream>(this, generation);
+    }
+    // Wait for the stream to end (or for Stop), expiring requests meanwhile.
+    bool was_up = false;
+    {
+      absl::MutexLock lock(&mu_);
+      while (!stream_done_) {
+        auto wake = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return stream_done_ || stopping_; };
+        mu_.AwaitWithTimeout(absl::Condition(&wake), absl::Milliseconds(200));
+        if (stopping_ && !stream_done_) {
+          stream_->Cancel();
+          mu_.Await(absl::Condition(&stream_done_));
+        }
+        if (!stream_done_) {
+          mu_.Unlock();
+          ExpirePending();
+          mu_.Lock();
+        }
+      }
+      stream_.reset();
+    }
+    was_up = generation_.exchange(0) == generation;
+    FailPending(generation);
+    if (was_up) {
+      handler_.on_state(false);
+      backoff_cap = options_.reconnect_min;
+    }
+    // Full jitter: sleep a uniform time in [0, cap], then double the cap.
+    absl::Duration sleep = absl::Microseconds(
+        absl::Uniform<int64_t>(gen, 0, absl::ToInt64Microseconds(backoff_cap) + 1));
+    backoff_cap = std::min(backoff_cap * 2, options_.reconnect_max);
+    absl::MutexLock lock(&mu_);
+    auto stop = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return stopping_; };
+    mu_.AwaitWithTimeout(absl::Condition(&stop), sleep);
+  }
+}
+
+void CoreLink::OnWelcome(uint64_t generation) {
+  generation_.store(generation, std::memory_order_release);
+  handler_.on_state(true);
+}
+
+void CoreLink::OnStreamDone(uint64_t generation) {
+  absl::MutexLock lock(&mu_);
+  if (stream_generation_ == generation) stream_done_ = true;
+}
+
+void CoreLink::Send(uint64_t generation, v1::EdgeToCore message) {
+  absl::MutexLock lock(&mu_);
+  if (stream_ == nullptr || stream_generation_ != generation || stream_done_) return;
+  stream_->Send(std::move(message));
+}
+
+void CoreLink::Request(uint64_t generation, v1::EdgeRequest request, ReplyCallback on_reply) {
+  uint64_t id = next_request_id_.fetch_add(1);
+  request.set_request_id(id);
+  {
+    absl::MutexLock lock(&mu_);
+    if (stream_ != nullptr && stream_generation_ == generation && !stream_done_ &&
+        generation_.load() == generation) {
+      pending_.emplace(id, Pending{std::move(on_reply), absl::Now() + options_.request_timeout});
+      v1::EdgeToCore message;
+      *message.mutable_request() = std::move(request);
+      stream_->Send(std::move(message));
+      return;
+    }
+  }
+  v1::EdgeReply reply;
+  reply.set_request_id(id);
+  reply.mutable_error()->set_code(grpc::StatusCode::UNAVAILABLE);
+  reply.mutable_error()->set_message("the core link is down; reconnect");
+  on_reply(std::move(reply));
+}
+
+void CoreLink::OnReply(uint64_t generation, v1::EdgeReply reply) {
+  ReplyCallback callback;
+  {
+    absl::MutexLock lock(&mu_);
+    auto it = pending_.find(reply.request_id());
+    if (it == pending_.end()) return;  // Expired already.
+    callback = std::move(it->second.callback);
+    pending_.erase(it);
+  }
+  callback(std::move(reply));
+}
+
+void CoreLink::FailPending(uint64_t generation_ended) {
+  absl::flat_hash_map<uint64_t, Pending> failed;
+  {
+    absl::MutexLock lock(&mu_);
+    failed.swap(pending_);
+  }
+  for (auto& [id, pending] : failed) {
+    v1::EdgeReply reply;
+    reply.set_request_id(id);
+    reply.mutable_error()->set_code(grpc::StatusCode::UNAVAILABLE);
+    reply.mutable_error()->set_message("the core link went down; reconnect");
+    pending.callback(std::move(reply));
+  }
+}
+
+void CoreLink::ExpirePending() {
+  std::vector<std::pair<uint64_t, ReplyCallback>> expired;
+  absl::Time now = absl::Now();
+  {
+    absl::MutexLock lock(&mu_);
+    for (auto it = pending_.begin(); it != pending_.end();) {
+      if (it->second.deadline <= now) {
+        expired.emplace_back(it->first, std::move(it->second.callback));
+        pending_.erase(it++);
+      } else {
+        ++it;
+      }
+    }
+  }
+  for (auto& [id, callback] : expired) {
+    v1::EdgeReply reply;
+    reply.set_request_id(id);
+    reply.mutable_error()->set_code(grpc::StatusCode::DEADLINE_EXCEEDED);
+    reply.mutable_error()->set_message("the core did not answer in time");
+    callback(std::move(reply));
+  }
+}
+
+}  // namespace roomcast::edge

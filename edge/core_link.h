@@ -1,0 +1,91 @@
+// CoreLink: the edge's one EdgeLink stream to the core, reconnected with
+// exponential backoff and full jitter whenever it ends. Each connection is a
+// "generation"; a client belongs to the generation it was announced on, and
+// when that generation ends the edge closes all its clients (they reconnect
+// and resume), so edge and core never disagree about who is connected.
+//
+// Thread-safety: every public method may be called from any thread. Handler
+// callbacks run on gRPC threads, in stream order; they must not block.
+#ifndef ROOMCAST_EDGE_CORE_LINK_H_
+#define ROOMCAST_EDGE_CORE_LINK_H_
+
+#include <atomic>
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <memory>
+#include <thread>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/container/flat_hash_map.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
+#include "edge/options.h"
+#include "roomcast/v1/roomcast.grpc.pb.h"
+
+namespace roomcast::edge {
+
+class CoreLink {
+ public:
+  struct Handler {
+    std::function<void(const v1::EdgeEvents&)> on_events;
+    std::function<void(const v1::DisconnectClient&)> on_disconnect;
+    // The link came up (true) or went down (false).
+    std::function<void(bool up)> on_state;
+  };
+  using ReplyCallback = std::function<void(v1::EdgeReply)>;
+
+  CoreLink(const EdgeOptions& options, Handler handler);
+  ~CoreLink();  // Stops.
+  CoreLink(const CoreLink&) = delete;
+  CoreLink& operator=(const CoreLink&) = delete;
+
+  // Starts connecting (and reconnecting) in the background.
+  void Start();
+  // Ends the link without reconnecting; blocks until the stream is done.
+  void Stop();
+
+  // The current generation while the link is up, 0 while it is down.
+  uint64_t generation() const { return generation_.load(std::memory_order_acquire); }
+
+  // Sends `message` on generation `generation`; dropped if that generation
+  // has ended.
+  void Send(uint64_t generation, v1::EdgeToCore message);
+  // Sends a request (its request_id is assigned here). `on_reply` runs
+  // exactly once: with the core's reply, or with an error reply
+  // (UNAVAILABLE when the generation ended, DEADLINE_EXCEEDED after
+  // options.request_timeout).
+  void Request(uint64_t generation, v1::EdgeRequest request, ReplyCallback on_reply);
+
+ private:
+  class Stream;
+  struct Pending {
+    ReplyCallback callback;
+    absl::Time deadline;
+  };
+
+  void Run();
+  void OnWelcome(uint64_t generation);
+  void OnReply(uint64_t generation, v1::EdgeReply reply);
+  void OnStreamDone(uint64_t generation);
+  void FailPending(uint64_t generation_ended);
+  void ExpirePending();
+
+  const EdgeOptions options_;
+  const Handler handler_;
+  std::unique_ptr<v1::EdgeLink::Stub> stub_;
+  std::atomic<uint64_t> generation_{0};
+  std::atomic<uint64_t> next_request_id_{1};
+
+  absl::Mutex mu_;
+  bool stopping_ ABSL_GUARDED_BY(mu_) = false;
+  bool stream_done_ ABSL_GUARDED_BY(mu_) = false;
+  uint64_t stream_generation_ ABSL_GUARDED_BY(mu_) = 0;
+  std::unique_ptr<Stream> stream_ ABSL_GUARDED_BY(mu_);
+  absl::flat_hash_map<uint64_t, Pending> pending_ ABSL_GUARDED_BY(mu_);
+  std::thread thread_;
+};
+
+}  // namespace roomcast::edge
+
+#endif  // ROOMCAST_EDGE_CORE_LINK_H_

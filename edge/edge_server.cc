@@ -1,0 +1,1146 @@
+// The edge's HTTP side (Boost.Beast): listener, HTTP routing, WebSocket and
+// SSE sessions. Kept in one translation unit because Beast is expensive to
+// compile. Sessions live on one shard (io_context, one thread each); core
+// replies and room events are posted onto that shard, never handled on gRPC
+// threads.
+#include "edge/edge_server.h"
+
+#include <algorithm>
+#include <cstdio>
+#include <deque>
+#include <optional>
+#include <string>
+#include <thread>
+#include <utility>
+#include <vector>
+
+#include "absl/container/flat_hash_map.h"
+#include "absl/container/flat_hash_set.h"
+#include "absl/strings/ascii.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
+#include "absl/strings/strip.h"
+#include "absl/synchronization/notification.h"
+#include "boost/asio.hpp"
+#include "boost/beast/core.hpp"
+#include "boost/beast/http.hpp"
+#include "boost/beast/websocket.hpp"
+#include "boost/url/parse.hpp"
+#include "edge/codec.h"
+#include "edge/core_link.h"
+#include "edge/demo_page.h"
+#include "edge/hub.h"
+#include "google/protobuf/util/json_util.h"
+
+namespace roomcast::edge {
+namespace {
+
+namespace beast = boost::beast;
+namespace http = beast::http;
+namespace websocket = beast::websocket;
+namespace net = boost::asio;
+using tcp = net::ip::tcp;
+
+constexpr absl::string_view kBinarySubprotocol = "roomcast.v1.proto";
+
+std::chrono::steady_clock::duration ToSteady(absl::Duration d) {
+  return absl::ToChronoNanoseconds(d);
+}
+
+bool Reconnects(v1::DisconnectCode code) {
+  return code == v1::GOING_AWAY || code == v1::INTERNAL_ERROR || code == v1::TRY_AGAIN_LATER ||
+         (code >= 4000 && code < 4500);
+}
+
+v1::EdgeReply ErrorReply(grpc::StatusCode code, const std::string& message) {
+  v1::EdgeReply reply;
+  reply.mutable_error()->set_code(code);
+  reply.mutable_error()->set_message(message);
+  return reply;
+}
+
+absl::Status ToStatus(const v1::Error& error) {
+  return absl::Status(static_cast<absl::StatusCode>(error.code()), error.message());
+}
+
+// Everything the sessions share. Outlives them all (the server waits for
+// connections to drain before it is destroyed).
+struct EdgeContext {
+  const EdgeOptions& options;
+  Hub& hub;
+  CoreLink& link;
+  std::atomic<bool> shutting_down{false};
+};
+
+// ---------------------------------------------------------------------------
+// CORS
+// ---------------------------------------------------------------------------
+
+enum class OriginVerdict { kAllowed, kForbidden };
+
+// Decides whether `req` may be served, and adds the CORS response headers.
+// Requests without Origin (non-browser, or same-origin GET) and same-origin
+// requests are allowed; cross-origin ones only from the allow-list.
+template <class Fields>
+OriginVerdict CheckOrigin(const http::request<http::string_body>& req, const EdgeOptions& options,
+                          Fields& response_fields) {
+  auto origin_it = req.find(http::field::origin);
+  if (origin_it == req.end()) return OriginVerdict::kAllowed;
+  std::string origin(origin_it->value());
+  std::string host(req[http::field::host]);
+  if (origin == "http://" + host || origin == "https://" + host) return OriginVerdict::kAllowed;
+  const auto& allowed = options.allowed_origins;
+  if (std::find(allowed.begin(), allowed.end(), origin) != allowed.end()) {
+    response_fields.set(http::field::access_control_allow_origin, origin);
+    response_fields.set(http::field::access_control_allow_credentials, "true");
+    response_fields.set(http::field::vary, "Origin");
+    return OriginVerdict::kAllowed;
+  }
+  if (std::find(allowed.begin(), allowed.end(), "*") != allowed.end()) {
+    response_fields.set(http::field::access_control_allow_origin, "*");
+    return OriginVerdict::kAllowed;
+  }
+  return OriginVerdict::kForbidden;
+}
+
+unsigned HttpStatusOf(uint32_t grpc_code) {
+  switch (static_cast<grpc::StatusCode>(grpc_code)) {
+    case grpc::StatusCode::INVALID_ARGUMENT:
+    case grpc::StatusCode::OUT_OF_RANGE:
+    case grpc::StatusCode::FAILED_PRECONDITION:
+      return 400;
+    case grpc::StatusCode::PERMISSION_DENIED:
+      return 403;
+    case grpc::StatusCode::NOT_FOUND:
+      return 404;
+    case grpc::StatusCode::RESOURCE_EXHAUSTED:
+      return 429;
+    case grpc::StatusCode::UNAVAILABLE:
+      return 503;
+    case grpc::StatusCode::DEADLINE_EXCEEDED:
+      return 504;
+    default:
+      return 500;
+  }
+}
+
+// ---------------------------------------------------------------------------
+// Requests shared by WebSocket sessions: order, rate limit, abuse count.
+// ---------------------------------------------------------------------------
+
+// A token bucket: `rate` tokens per second, at most `burst`.
+class RateLimiter {
+ public:
+  RateLimiter(double rate, double burst) : rate_(rate), burst_(burst), tokens_(burst) {}
+  bool Allow() {
+    auto now = std::chrono::steady_clock::now();
+    double elapsed = std::chrono::duration<double>(now - last_).count();
+    last_ = now;
+    tokens_ = std::min(burst_, tokens_ + elapsed * rate_);
+    if (tokens_ < 1) return false;
+    tokens_ -= 1;
+    return true;
+  }
+
+ private:
+  const double rate_;
+  const double burst_;
+  double tokens_;
+  std::chrono::steady_clock::time_point last_ = std::chrono::steady_clock::now();
+};
+
+// ---------------------------------------------------------------------------
+// WebSocket session
+// ---------------------------------------------------------------------------
+
+class WsSession final : public Client, public std::enable_shared_from_this<WsSession> {
+ public:
+  WsSession(EdgeContext& ctx, tcp::socket&& socket, size_t shard, std::string id,
+            uint64_t generation, bool binary)
+      : Client(std::move(id), shard),
+        ctx_(ctx),
+        ws_(std::move(socket)),
+        generation_(generation),
+        encoding_(binary ? Encoding::kProtobuf : Encoding::kJson),
+        limiter_(ctx.options.rate_limit_per_second, ctx.options.rate_limit_burst) {}
+
+  ~WsSession() override { ctx_.hub.counters().queued_bytes.fetch_sub(queued_bytes_); }
+
+  void Run(http::request<http::string_body> req) {
+    websocket::stream_base::timeout timeout;
+    timeout.handshake_timeout = ToSteady(ctx_.options.handshake_timeout);
+    timeout.idle_timeout = ToSteady(ctx_.options.idle_timeout);
+    timeout.keep_alive_pings = true;
+    ws_.set_option(timeout);
+    ws_.read_message_max(ctx_.options.max_frame_bytes);
+    bool binary = encoding_ == Encoding::kProtobuf;
+    ws_.set_option(websocket::stream_base::decorator([binary](websocket::response_type& res) {
+      res.set(http::field::server, "roomcast-edge");
+      if (binary) res.set(http::field::sec_websocket_protocol, std::string(kBinarySubprotocol));
+    }));
+    ws_.async_accept(req, beast::bind_front_handler(&WsSession::OnAccept, shared_from_this()));
+  }
+
+  void Deliver(const FramePtr& frame) override {
+    if (closing_) return;
+    const std::string& bytes = encoding_ == Encoding::kJson ? frame->json : frame->protobuf;
+    Enqueue(std::shared_ptr<const void>(frame), net::buffer(bytes));
+  }
+
+  void Close(v1::DisconnectCode code, std::string reason) override {
+    if (closing_ || !open_) return;
+    closing_ = true;
+    close_code_ = code;
+    close_reason_ = reason;
+    v1::ServerFrame frame;
+    v1::Disconnect* d = frame.mutable_disconnect();
+    d->set_code(code);
+    d->set_reason(reason);
+    d->set_reconnect(Reconnects(code));
+    EnqueueOwned(EncodeServerFrame(frame, encoding_));
+  }
+
+ private:
+  void OnAccept(beast::error_code ec) {
+    if (ec) return;  // Handshake failed or timed out: nothing was registered.
+    open_ = true;
+    ws_.binary(encoding_ == Encoding::kProtobuf);
+    EdgeCounters& counters = ctx_.hub.counters();
+    counters.ws_connections.fetch_add(1);
+    counters.connections_total.fetch_add(1);
+    if (encoding_ == Encoding::kProtobuf) counters.binary_clients.fetch_add(1);
+    ctx_.hub.Register(shared_from_this());
+    v1::EdgeToCore connected;
+    connected.mutable_client_connected()->mutable_client()->set_client_id(id());
+    ctx_.link.Send(generation_, std::move(connected));
+    if (ctx_.link.generation() != generation_) {
+      Close(v1::RECONNECT, "the core link went down; reconnect");
+    } else if (ctx_.shutting_down) {
+      Close(v1::GOING_AWAY, "server shutting down");
+    }
+    DoRead();
+  }
+
+  void DoRead() {
+    ws_.async_read(read_buffer_, beast::bind_front_handler(&WsSession::OnRead, shared_from_this()));
+  }
+
+  void OnRead(beast::error_code ec, size_t) {
+    if (ec) {
+      Cleanup();
+      return;
+    }
+    std::string payload = beast::buffers_to_string(read_buffer_.data());
+    read_buffer_.consume(read_buffer_.size());
+    if (!closing_) HandleFrame(payload);
+    DoRead();
+  }
+
+  void HandleFrame(absl::string_view payload) {
+    if (!limiter_.Allow()) {
+      BadRequest(0, absl::ResourceExhaustedError("rate limit exceeded; slow down"));
+      return;
+    }
+    if (ws_.got_text() != (encoding_ == Encoding::kJson)) {
+      BadRequest(0, absl::InvalidArgumentError(
+                        encoding_ == Encoding::kJson
+                            ? "binary frame on a JSON connection (use subprotocol roomcast.v1.proto)"
+                            : "text frame on a protobuf connection"));
+      return;
+    }
+    uint64_t id = 0;
+    absl::StatusOr<v1::ClientFrame> frame = DecodeClientFrame(payload, encoding_, &id);
+    if (!frame.ok()) {
+      BadRequest(id, frame.status());
+      return;
+    }
+    id = frame->id();
+    v1::EdgeRequest request;
+    switch (frame->op_case()) {
+      case v1::ClientFrame::kPing: {
+        v1::ServerFrame reply;
+        reply.set_id(id);
+        reply.mutable_reply()->mutable_pong();
+        ReplyLocal(reply);
+        return;
+      }
+      case v1::ClientFrame::kJoin: {
+        const std::string& room = frame->join().room();
+        if (joined_.contains(room) || joining_.contains(room)) {
+          ReplyLocal(ErrorFrame(id, absl::AlreadyExistsError(absl::StrCat("already joined \"", room, "\""))));
+          return;
+        }
+        if (joined_.size() + joining_.size() >= ctx_.options.max_rooms_per_connection) {
+          ReplyLocal(ErrorFrame(id, absl::ResourceExhaustedError(absl::StrCat(
+                                        "too many rooms on one connection (limit ",
+                                        ctx_.options.max_rooms_per_connection, ")"))));
+          return;
+        }
+        joining_.insert(room);
+        *request.mutable_join() = frame->join();
+        break;
+      }
+      case v1::ClientFrame::kLeave: {
+        const std::string& room = frame->leave().room();
+        if (joined_.erase(room) > 0) ctx_.hub.Leave(*this, room);  // Stop delivering now.
+        *request.mutable_leave() = frame->leave();
+        break;
+      }
+      case v1::ClientFrame::kPublish: {
+        v1::PublishRequest* publish = request.mutable_publish();
+        publish->set_room(frame->publish().room());
+        publish->set_data(ValueToJson(frame->publish().data()));
+        break;
+      }
+      case v1::ClientFrame::kPresence:
+        *request.mutable_presence() = frame->presence();
+        break;
+      case v1::ClientFrame::kHistory:
+        *request.mutable_history() = frame->history();
+        break;
+      case v1::ClientFrame::OP_NOT_SET:
+        BadRequest(id, absl::InvalidArgumentError("frame has no operation"));
+        return;
+    }
+    request.set_client_id(this->id());
+    slots_.emplace_back();  // Pending until the core answers (in request order).
+    ctx_.link.Request(generation_, std::move(request),
+                      [self = shared_from_this(), id, frame = *std::move(frame)](v1::EdgeReply reply) {
+                        net::post(self->ws_.get_executor(),
+                                  [self, id, frame = std::move(frame), reply = std::move(reply)] {
+                                    self->OnCoreReply(id, frame, reply);
+                                  });
+                      });
+  }
+
+  // Core replies arrive in request order; each fills the oldest pending slot.
+  void OnCoreReply(uint64_t id, const v1::ClientFrame& request, const v1::EdgeReply& reply) {
+    std::vector<std::string> frames;
+    if (request.has_join()) joining_.erase(request.join().room());
+    if (reply.has_error()) {
+      frames.push_back(EncodeServerFrame(ErrorFrame(id, ToStatus(reply.error())), encoding_));
+    } else if (!open_ || closing_) {
+      // Closing: nothing more is delivered.
+    } else {
+      v1::ServerFrame out;
+      out.set_id(id);
+      v1::Reply* r = out.mutable_reply();
+      switch (reply.result_case()) {
+        case v1::EdgeReply::kJoin: {
+          const std::string& room = request.join().room();
+          joined_.insert(room);
+          ctx_.hub.Join(*this, room);
+          for (const v1::Message& m : reply.join().replayed()) {
+            frames.push_back(EncodeMessageFrame(m, encoding_));
+          }
+          v1::JoinResult* join = r->mutable_join();
+          join->set_recovered(reply.join().recovered());
+          *join->mutable_position() = reply.join().position();
+          join->set_room(room);
+          break;
+        }
+        case v1::EdgeReply::kLeave:
+          r->mutable_leave();
+          break;
+        case v1::EdgeReply::kPublish:
+          *r->mutable_publish() = reply.publish();
+          break;
+        case v1::EdgeReply::kPresence:
+          *r->mutable_presence() = reply.presence();
+          break;
+        case v1::EdgeReply::kHistory: {
+          v1::BrowserHistory* h = r->mutable_history();
+          for (const v1::Message& m : reply.history().messages()) *h->add_messages() = ToServerMessage(m);
+          *h->mutable_position() = reply.history().position();
+          break;
+        }
+        default:
+          break;
+      }
+      frames.push_back(EncodeServerFrame(out, encoding_));
+    }
+    for (auto& slot : slots_) {
+      if (!slot.has_value()) {
+        slot = std::move(frames);
+        break;
+      }
+    }
+    FlushSlots();
+    if (reply.has_error() && reply.error().code() == grpc::StatusCode::UNAVAILABLE) {
+      Close(v1::RECONNECT, "the core link went down; reconnect");
+    }
+  }
+
+  // A reply decided here (ping, local errors) waits behind earlier requests
+  // still at the core, so every client sees replies in request order.
+  void ReplyLocal(const v1::ServerFrame& frame) {
+    slots_.push_back(std::vector<std::string>{EncodeServerFrame(frame, encoding_)});
+    FlushSlots();
+  }
+
+  void FlushSlots() {
+    while (!slots_.empty() && slots_.front().has_value()) {
+      for (std::string& f : *slots_.front()) EnqueueOwned(std::move(f));
+      slots_.pop_front();
+    }
+  }
+
+  void BadRequest(uint64_t id, const absl::Status& status) {
+    ctx_.hub.counters().bad_requests_total.fetch_add(1);
+    ReplyLocal(ErrorFrame(id, status));
+    if (++bad_requests_ > ctx_.options.max_bad_requests) {
+      Close(v1::BAD_REQUEST, "too many malformed or rate-limited requests");
+    }
+  }
+
+  void EnqueueOwned(std::string bytes) {
+    auto owned = std::make_shared<const std::string>(std::move(bytes));
+    net::const_buffer buffer = net::buffer(*owned);
+    Enqueue(std::move(owned), buffer);
+  }
+
+  void Enqueue(std::shared_ptr<const void> owner, net::const_buffer buffer) {
+    if (close_sent_ || !open_) return;
+    if (queued_bytes_ + buffer.size() > ctx_.options.max_queued_bytes && !closing_) {
+      // Slow consumer: drop what waits (keep the write in flight), tell the
+      // client why, and close. It reconnects and resumes from its last position.
+      ctx_.hub.counters().slow_consumer_total.fetch_add(1);
+      while (queue_.size() > (writing_ ? 1u : 0u)) PopBack();
+      Close(v1::SLOW_CONSUMER, "slow consumer: too much data waiting; resume from the last position");
+      return;
+    }
+    queue_.push_back({std::move(owner), buffer});
+    queued_bytes_ += buffer.size();
+    ctx_.hub.counters().queued_bytes.fetch_add(buffer.size());
+    if (!writing_) DoWrite();
+  }
+
+  void PopBack() {
+    queued_bytes_ -= queue_.back().buffer.size();
+    ctx_.hub.counters().queued_bytes.fetch_sub(queue_.back().buffer.size());
+    queue_.pop_back();
+  }
+
+  void DoWrite() {
+    if (queue_.empty()) {
+      if (closing_ && !close_sent_) {
+        close_sent_ = true;
+        websocket::close_reason reason(static_cast<uint16_t>(close_code_));
+        reason.reason = close_reason_.substr(0, 120);  // Control frames carry at most 125 bytes.
+        ws_.async_close(reason, [self = shared_from_this()](beast::error_code) {
+          // The read loop ends with the close handshake and cleans up.
+        });
+      }
+      return;
+    }
+    writing_ = true;
+    ws_.async_write(queue_.front().buffer,
+                    beast::bind_front_handler(&WsSession::OnWrite, shared_from_this()));
+  }
+
+  void OnWrite(beast::error_code ec, size_t) {
+    writing_ = false;
+    queued_bytes_ -= queue_.front().buffer.size();
+    ctx_.hub.counters().queued_bytes.fetch_sub(queue_.front().buffer.size());
+    queue_.pop_front();
+    if (ec) {
+      // The peer is gone: drop everything; the failing read cleans up.
+      while (!queue_.empty()) PopBack();
+      close_sent_ = true;
+      beast::get_lowest_layer(ws_).close();
+      return;
+    }
+    DoWrite();
+  }
+
+  // Leaves every room and map. Runs once, when the read loop ends.
+  void Cleanup() {
+    if (!open_ || cleaned_) return;
+    cleaned_ = true;
+    closing_ = true;
+    for (const std::string& room : joined_) ctx_.hub.Leave(*this, room);
+    joined_.clear();
+    ctx_.hub.Unregister(*this);
+    v1::EdgeToCore gone;
+    gone.mutable_client_disconnected()->set_client_id(id());
+    ctx_.link.Send(generation_, std::move(gone));
+    EdgeCounters& counters = ctx_.hub.counters();
+    counters.ws_connections.fetch_sub(1);
+    if (encoding_ == Encoding::kProtobuf) counters.binary_clients.fetch_sub(1);
+  }
+
+  struct Outbound {
+    std::shared_ptr<const void> owner;
+    net::const_buffer buffer;
+  };
+
+  EdgeContext& ctx_;
+  websocket::stream<beast::tcp_stream> ws_;
+  const uint64_t generation_;
+  const Encoding encoding_;
+  RateLimiter limiter_;
+  beast::flat_buffer read_buffer_;
+  bool open_ = false;
+  bool closing_ = false;
+  bool close_sent_ = false;
+  bool cleaned_ = false;
+  bool writing_ = false;
+  int bad_requests_ = 0;
+  v1::DisconnectCode close_code_ = v1::GOING_AWAY;
+  std::string close_reason_;
+  std::deque<Outbound> queue_;
+  size_t queued_bytes_ = 0;
+  absl::flat_hash_set<std::string> joined_;
+  absl::flat_hash_set<std::string> joining_;
+  // Replies in request order: nullopt while the core has not answered.
+  std::deque<std::optional<std::vector<std::string>>> slots_;
+};
+
+// ---------------------------------------------------------------------------
+// SSE session
+// ---------------------------------------------------------------------------
+
+// The SSE resume cursor ("id:" line): "room epoch offset" per room, joined
+// by ','. Room names contain neither ' ' nor ','.
+using Cursor = absl::flat_hash_map<std::string, v1::Position>;
+
+Cursor ParseCursor(absl::string_view text) {
+  Cursor cursor;
+  for (absl::string_view entry : absl::StrSplit(text, ',', absl::SkipWhitespace())) {
+    std::vector<absl::string_view> parts = absl::StrSplit(entry, ' ', absl::SkipEmpty());
+    uint64_t offset = 0;
+    if (parts.size() != 3 || !absl::SimpleAtoi(parts[2], &offset)) continue;
+    v1::Position& p = cursor[parts[0]];
+    p.set_epoch(std::string(parts[1]));
+    p.set_offset(offset);
+  }
+  return cursor;
+}
+
+class SseSession final : public Client, public std::enable_shared_from_this<SseSession> {
+ public:
+  SseSession(EdgeContext& ctx, beast::tcp_stream&& stream, size_t shard, std::string id,
+             uint64_t generation, std::vector<std::string> rooms, Cursor since)
+      : Client(std::move(id), shard),
+        ctx_(ctx),
+        stream_(std::move(stream)),
+        generation_(generation),
+        rooms_(std::move(rooms)),
+        since_(std::move(since)),
+        heartbeat_(stream_.get_executor()) {}
+
+  ~SseSession() override { ctx_.hub.counters().queued_bytes.fetch_sub(pending_.size() + writing_bytes_); }
+
+  // `headers` carries the CORS headers already decided.
+  void Run(http::response<http::empty_body> headers) {
+    EdgeCounters& counters = ctx_.hub.counters();
+    counters.sse_connections.fetch_add(1);
+    counters.connections_total.fetch_add(1);
+    open_ = true;
+    ctx_.hub.Register(shared_from_this());
+    v1::EdgeToCore connected;
+    connected.mutable_client_connected()->mutable_client()->set_client_id(id());
+    ctx_.link.Send(generation_, std::move(connected));
+
+    headers_ = std::move(headers);
+    headers_.result(http::status::ok);
+    headers_.set(http::field::content_type, "text/event-stream");
+    headers_.set(http::field::cache_control, "no-cache");
+    headers_.set("X-Accel-Buffering", "no");
+    headers_.keep_alive(false);  // The body ends when the connection does.
+    serializer_.emplace(headers_);
+    stream_.expires_after(ToSteady(ctx_.options.write_timeout));
+    http::async_write_header(stream_, *serializer_,
+                             beast::bind_front_handler(&SseSession::OnHeader, shared_from_this()));
+    Append(absl::StrCat("retry: ", absl::ToInt64Milliseconds(ctx_.options.sse_retry), "\n\n"));
+    for (const std::string& room : rooms_) Join(room);
+    WatchForClose();
+    ArmHeartbeat();
+  }
+
+  void Deliver(const FramePtr& frame) override {
+    if (closing_) return;
+    if (frame->is_message) cursor_[frame->room] = frame->position;
+    AppendEvent(frame->json);
+  }
+
+  void Close(v1::DisconnectCode code, std::string reason) override {
+    if (closing_) return;
+    v1::ServerFrame frame;
+    v1::Disconnect* d = frame.mutable_disconnect();
+    d->set_code(code);
+    d->set_reason(reason);
+    d->set_reconnect(Reconnects(code));
+    AppendEvent(EncodeServerFrame(frame, Encoding::kJson));
+    closing_ = true;  // The stream ends once this last event is written.
+    MaybeWrite();
+  }
+
+ private:
+  void Join(const std::string& room) {
+    v1::EdgeRequest request;
+    request.set_client_id(id());
+    request.mutable_join()->set_room(room);
+    if (auto it = since_.find(room); it != since_.end()) {
+      *request.mutable_join()->mutable_since() = it->second;
+    }
+    ctx_.link.Request(generation_, std::move(request),
+                      [self = shared_from_this(), room](v1::EdgeReply reply) {
+                        net::post(self->stream_.get_executor(), [self, room, reply = std::move(reply)] {
+                          self->OnJoined(room, reply);
+                        });
+                      });
+  }
+
+  void OnJoined(const std::string& room, const v1::EdgeReply& reply) {
+    if (closing_) return;
+    if (reply.has_error()) {
+      AppendEvent(EncodeServerFrame(ErrorFrame(0, ToStatus(reply.error())), Encoding::kJson));
+      if (reply.error().code() == grpc::StatusCode::UNAVAILABLE) {
+        Close(v1::RECONNECT, "the core link went down; reconnect");
+      }
+      return;
+    }
+    joined_.push_back(room);
+    ctx_.hub.Join(*this, room);
+    for (const v1::Message& m : reply.join().replayed()) {
+      cursor_[room] = m.position();
+      AppendEvent(EncodeMessageFrame(m, Encoding::kJson));
+    }
+    cursor_[room] = reply.join().position();
+    v1::ServerFrame frame;
+    v1::JoinResult* join = frame.mutable_reply()->mutable_join();
+    join->set_room(room);
+    join->set_recovered(reply.join().recovered());
+    *join->mutable_position() = reply.join().position();
+    AppendEvent(EncodeServerFrame(frame, Encoding::kJson));
+  }
+
+  std::string CursorText() const {
+    std::vector<std::string> entries;
+    for (const std::string& room : rooms_) {
+      auto it = cursor_.find(room);
+      if (it == cursor_.end()) continue;
+      entries.push_back(absl::StrCat(room, " ", it->second.epoch(), " ", it->second.offset()));
+    }
+    return absl::StrJoin(entries, ",");
+  }
+
+  void AppendEvent(absl::string_view json) {
+    Append(absl::StrCat("id: ", CursorText(), "\ndata: ", json, "\n\n"));
+  }
+
+  void Append(absl::string_view text) {
+    if (!open_ || done_) return;
+    if (pending_.size() + text.size() > ctx_.options.max_queued_bytes && !closing_) {
+      ctx_.hub.counters().slow_consumer_total.fetch_add(1);
+      ctx_.hub.counters().queued_bytes.fetch_sub(pending_.size());
+      pending_.clear();
+      Close(v1::SLOW_CONSUMER, "slow consumer: too much data waiting; resume with Last-Event-ID");
+      return;
+    }
+    pending_.append(text.data(), text.size());
+    ctx_.hub.counters().queued_bytes.fetch_add(text.size());
+    MaybeWrite();
+  }
+
+  void OnHeader(beast::error_code ec, size_t) {
+    if (ec) {
+      Finish();
+      return;
+    }
+    header_written_ = true;
+    MaybeWrite();
+  }
+
+  // Everything appended while a write was in flight goes out in one write.
+  void MaybeWrite() {
+    if (!header_written_ || writing_bytes_ > 0 || done_) return;
+    if (pending_.empty()) {
+      if (closing_) Finish();
+      return;
+    }
+    writing_.swap(pending_);
+    pending_.clear();
+    writing_bytes_ = writing_.size();
+    stream_.expires_after(ToSteady(ctx_.options.write_timeout));
+    net::async_write(stream_, net::buffer(writing_),
+                     beast::bind_front_handler(&SseSession::OnWrite, shared_from_this()));
+  }
+
+  void OnWrite(beast::error_code ec, size_t) {
+    ctx_.hub.counters().queued_bytes.fetch_sub(writing_bytes_);
+    writing_bytes_ = 0;
+    wrote_since_heartbeat_ = true;
+    if (ec) {
+      Finish();
+      return;
+    }
+    MaybeWrite();
+  }
+
+  // The client sends nothing after its request; a read completing (with
+  // data or an error) means it went away.
+  void WatchForClose() {
+    stream_.socket().async_read_some(
+        net::buffer(discard_),
+        [self = shared_from_this()](beast::error_code ec, size_t) {
+          if (ec) {
+            self->Finish();
+          } else {
+            self->WatchForClose();
+          }
+        });
+  }
+
+  void ArmHeartbeat() {
+    heartbeat_.expires_after(ToSteady(ctx_.options.sse_heartbeat));
+    heartbeat_.async_wait([self = shared_from_this()](beast::error_code ec) {
+      if (ec || self->done_) return;
+      if (!self->wrote_since_heartbeat_) self->Append(": heartbeat\n\n");
+      self->wrote_since_heartbeat_ = false;
+      self->ArmHeartbeat();
+    });
+  }
+
+  // Ends the stream and leaves every room and map. Idempotent.
+  void Finish() {
+    if (done_) return;
+    done_ = true;
+    closing_ = true;
+    heartbeat_.cancel();
+    beast::error_code ignored;
+    stream_.socket().shutdown(tcp::socket::shutdown_both, ignored);
+    stream_.close();
+    for (const std::string& room : joined_) ctx_.hub.Leave(*this, room);
+    joined_.clear();
+    ctx_.hub.Unregister(*this);
+    v1::EdgeToCore gone;
+    gone.mutable_client_disconnected()->set_client_id(id());
+    ctx_.link.Send(generation_, std::move(gone));
+    ctx_.hub.counters().sse_connections.fetch_sub(1);
+  }
+
+  EdgeContext& ctx_;
+  beast::tcp_stream stream_;
+  const uint64_t generation_;
+  const std::vector<std::string> rooms_;
+  const Cursor since_;
+  Cursor cursor_;
+  net::steady_timer heartbeat_;
+  http::response<http::empty_body> headers_;
+  std::optional<http::response_serializer<http::empty_body>> serializer_;
+  bool open_ = false;
+  bool header_written_ = false;
+  bool closing_ = false;
+  bool done_ = false;
+  bool wrote_since_heartbeat_ = false;
+  std::string pending_;
+  std::string writing_;
+  size_t writing_bytes_ = 0;
+  std::vector<std::string> joined_;
+  char discard_[512];
+};
+
+// ---------------------------------------------------------------------------
+// Plain HTTP: routing, /publish, /healthz, /metrics, the demo page.
+// ---------------------------------------------------------------------------
+
+class HttpSession final : public std::enable_shared_from_this<HttpSession> {
+ public:
+  HttpSession(EdgeContext& ctx, tcp::socket&& socket, size_t shard)
+      : ctx_(ctx), stream_(std::move(socket)), shard_(shard) {}
+
+  void Run() { DoRead(); }
+
+ private:
+  void DoRead() {
+    parser_.emplace();
+    parser_->header_limit(8 * 1024);
+    parser_->body_limit(ctx_.options.max_frame_bytes + 1024);
+    stream_.expires_after(ToSteady(ctx_.options.handshake_timeout));
+    http::async_read(stream_, buffer_, *parser_,
+                     beast::bind_front_handler(&HttpSession::OnRead, shared_from_this()));
+  }
+
+  void OnRead(beast::error_code ec, size_t) {
+    if (ec == http::error::end_of_stream) {
+      beast::error_code ignored;
+      stream_.socket().shutdown(tcp::socket::shutdown_send, ignored);
+      return;
+    }
+    if (ec == http::error::body_limit) {
+      Respond(Text(http::status::payload_too_large, "request body too large\n", parser_->get()));
+      return;
+    }
+    if (ec) return;  // Timed out or garbage: drop the connection.
+    Route(parser_->release());
+  }
+
+  http::response<http::string_body> Text(http::status status, std::string body,
+                                         const http::request<http::string_body>& req,
+                                         absl::string_view content_type = "text/plain; charset=utf-8") {
+    http::response<http::string_body> res(status, req.version());
+    res.set(http::field::server, "roomcast-edge");
+    res.set(http::field::content_type, std::string(content_type));
+    res.keep_alive(req.keep_alive());
+    res.body() = std::move(body);
+    res.prepare_payload();
+    return res;
+  }
+
+  void Route(http::request<http::string_body> req) {
+    auto url = boost::urls::parse_origin_form(req.target());
+    if (!url) {
+      Respond(Text(http::status::bad_request, "bad request target\n", req));
+      return;
+    }
+    std::string path = url->path();
+    bool is_get = req.method() == http::verb::get || req.method() == http::verb::head;
+
+    if (path == "/ws" && websocket::is_upgrade(req)) {
+      UpgradeWebSocket(std::move(req));
+    } else if (path == "/sse" && is_get) {
+      StartSse(std::move(req), *url);
+    } else if (path == "/publish" && req.method() == http::verb::post) {
+      Publish(std::move(req));
+    } else if (path == "/publish" && req.method() == http::verb::options) {
+      Preflight(std::move(req));
+    } else if (path == "/healthz" && is_get) {
+      bool up = ctx_.link.generation() != 0 && !ctx_.shutting_down;
+      Respond(Text(up ? http::status::ok : http::status::service_unavailable,
+                   up ? "ok\n" : "not ready: no core link\n", req));
+    } else if (path == "/metrics" && is_get) {
+      Respond(Text(http::status::ok, Metrics(), req, "text/plain; version=0.0.4"));
+    } else if (path == "/" && is_get) {
+      Respond(Text(http::status::ok, std::string(DemoPage()), req, "text/html; charset=utf-8"));
+    } else {
+      Respond(Text(http::status::not_found, "not found\n", req));
+    }
+  }
+
+  // Refuses a new long-lived connection when full, shutting down, or without
+  // a core link; returns the link generation to use otherwise.
+  std::optional<uint64_t> Admit(const http::request<http::string_body>& req) {
+    uint64_t generation = ctx_.link.generation();
+    const char* why = nullptr;
+    if (ctx_.shutting_down) {
+      why = "shutting down\n";
+    } else if (generation == 0) {
+      why = "not ready: no core link\n";
+    } else if (static_cast<size_t>(ctx_.hub.counters().connections()) >= ctx_.options.max_connections) {
+      why = "server full\n";
+    }
+    if (why == nullptr) return generation;
+    ctx_.hub.counters().refused_total.fetch_add(1);
+    auto res = Text(http::status::service_unavailable, why, req);
+    res.set(http::field::retry_after, "5");
+    res.keep_alive(false);
+    Respond(std::move(res));
+    return std::nullopt;
+  }
+
+  bool OriginAllowed(const http::request<http::string_body>& req) {
+    http::fields unused;
+    if (CheckOrigin(req, ctx_.options, unused) == OriginVerdict::kAllowed) return true;
+    auto res = Text(http::status::forbidden, "origin not allowed\n", req);
+    res.keep_alive(false);
+    Respond(std::move(res));
+    return false;
+  }
+
+  void UpgradeWebSocket(http::request<http::string_body> req) {
+    if (!OriginAllowed(req)) return;
+    std::optional<uint64_t> generation = Admit(req);
+    if (!generation) return;
+    bool binary = false;
+    for (absl::string_view p : absl::StrSplit(std::string(req[http::field::sec_websocket_protocol]), ',')) {
+      if (absl::StripAsciiWhitespace(p) == kBinarySubprotocol) binary = true;
+    }
+    stream_.expires_never();
+    auto session = std::make_shared<WsSession>(ctx_, stream_.release_socket(), shard_,
+                                               ctx_.hub.NewClientId(), *generation, binary);
+    session->Run(std::move(req));
+  }
+
+  void StartSse(http::request<http::string_body> req, const boost::urls::url_view& url) {
+    http::response<http::empty_body> headers(http::status::ok, req.version());
+    headers.set(http::field::server, "roomcast-edge");
+    if (CheckOrigin(req, ctx_.options, headers) != OriginVerdict::kAllowed) {
+      OriginAllowed(req);  // Sends the 403.
+      return;
+    }
+    std::vector<std::string> rooms;
+    std::string last_event_id(req["Last-Event-ID"]);
+    for (auto param : url.params()) {
+      if (param.key == "room") {
+        for (absl::string_view r : absl::StrSplit(std::string(param.value), ',', absl::SkipEmpty())) {
+          rooms.emplace_back(r);
+        }
+      } else if (param.key == "lastEventId" && last_event_id.empty()) {
+        last_event_id = param.value;
+      }
+    }
+    if (rooms.empty() || rooms.size() > ctx_.options.max_rooms_per_connection) {
+      Respond(Text(http::status::bad_request,
+                   absl::StrCat("name 1 to ", ctx_.options.max_rooms_per_connection,
+                                " rooms: /sse?room=a&room=b\n"),
+                   req));
+      return;
+    }
+    std::optional<uint64_t> generation = Admit(req);
+    if (!generation) return;
+    stream_.expires_never();
+    auto session = std::make_shared<SseSession>(ctx_, std::move(stream_), shard_,
+                                                ctx_.hub.NewClientId(), *generation,
+                                                std::move(rooms), ParseCursor(last_event_id));
+    session->Run(std::move(headers));
+  }
+
+  void Preflight(http::request<http::string_body> req) {
+    http::response<http::string_body> res(http::status::no_content, req.version());
+    if (CheckOrigin(req, ctx_.options, res) != OriginVerdict::kAllowed) {
+      OriginAllowed(req);
+      return;
+    }
+    res.set(http::field::access_control_allow_methods, "POST, OPTIONS");
+    res.set(http::field::access_control_allow_headers, "Content-Type");
+    res.set(http::field::access_control_max_age, "600");
+    res.keep_alive(req.keep_alive());
+    Respond(std::move(res));
+  }
+
+  // POST /publish {"room": "...", "data": <any JSON>} → {"position": {...}}
+  void Publish(http::request<http::string_body> req) {
+    http::response<http::string_body> res(http::status::ok, req.version());
+    if (CheckOrigin(req, ctx_.options, res) != OriginVerdict::kAllowed) {
+      OriginAllowed(req);
+      return;
+    }
+    v1::ClientPublishRequest body;
+    google::protobuf::util::JsonParseOptions strict;
+    absl::Status parsed(
+        static_cast<absl::StatusCode>(
+            google::protobuf::util::JsonStringToMessage(req.body(), &body, strict).code()),
+        "body must be {\"room\": \"...\", \"data\": <JSON value>}");
+    if (parsed.ok() && body.room().empty()) parsed = absl::InvalidArgumentError("room is missing");
+    if (!parsed.ok()) {
+      PublishDone(std::move(req), std::move(res), ErrorReply(grpc::StatusCode::INVALID_ARGUMENT,
+                                                              std::string(parsed.message())));
+      return;
+    }
+    uint64_t generation = ctx_.link.generation();
+    if (generation == 0) {
+      PublishDone(std::move(req), std::move(res),
+                  ErrorReply(grpc::StatusCode::UNAVAILABLE, "not ready: no core link"));
+      return;
+    }
+    // A short-lived client of its own, so the core applies the same rules
+    // as to a WebSocket publish.
+    std::string client_id = ctx_.hub.NewClientId();
+    v1::EdgeToCore connected;
+    connected.mutable_client_connected()->mutable_client()->set_client_id(client_id);
+    ctx_.link.Send(generation, std::move(connected));
+    v1::EdgeRequest request;
+    request.set_client_id(client_id);
+    request.mutable_publish()->set_room(body.room());
+    request.mutable_publish()->set_data(ValueToJson(body.data()));
+    auto state = std::make_shared<std::pair<http::request<http::string_body>,
+                                            http::response<http::string_body>>>(std::move(req),
+                                                                                std::move(res));
+    ctx_.link.Request(generation, std::move(request),
+                      [self = shared_from_this(), state, client_id, generation](v1::EdgeReply reply) {
+                        v1::EdgeToCore gone;
+                        gone.mutable_client_disconnected()->set_client_id(client_id);
+                        self->ctx_.link.Send(generation, std::move(gone));
+                        net::post(self->stream_.get_executor(), [self, state, reply = std::move(reply)] {
+                          self->PublishDone(std::move(state->first), std::move(state->second), reply);
+                        });
+                      });
+  }
+
+  void PublishDone(http::request<http::string_body> req, http::response<http::string_body> res,
+                   const v1::EdgeReply& reply) {
+    res.set(http::field::server, "roomcast-edge");
+    res.set(http::field::content_type, "application/json");
+    std::string json;
+    google::protobuf::util::JsonPrintOptions print;
+    if (reply.has_error()) {
+      res.result(HttpStatusOf(reply.error().code()));
+      v1::ServerFrame frame;
+      *frame.mutable_error() = reply.error();
+      json = EncodeServerFrame(frame, Encoding::kJson);
+    } else {
+      (void)google::protobuf::util::MessageToJsonString(reply.publish(), &json, print);
+    }
+    res.body() = std::move(json);
+    res.keep_alive(req.keep_alive());
+    res.prepare_payload();
+    Respond(std::move(res));
+  }
+
+  std::string Metrics() {
+    const EdgeCounters& c = ctx_.hub.counters();
+    std::string out;
+    auto gauge = [&out](const char* name, const char* help, const char* type, int64_t value) {
+      absl::StrAppend(&out, "# HELP ", name, " ", help, "\n# TYPE ", name, " ", type, "\n", name,
+                      " ", value, "\n");
+    };
+    gauge("roomcast_edge_core_link_up", "1 while the link to the core is up.", "gauge",
+          ctx_.link.generation() != 0 ? 1 : 0);
+    gauge("roomcast_edge_websocket_connections", "Open WebSocket connections.", "gauge",
+          c.ws_connections.load());
+    gauge("roomcast_edge_sse_connections", "Open SSE streams.", "gauge", c.sse_connections.load());
+    gauge("roomcast_edge_room_memberships", "Local (client, room) memberships.", "gauge",
+          c.memberships.load());
+    gauge("roomcast_edge_queued_bytes", "Bytes waiting to be written to clients.", "gauge",
+          c.queued_bytes.load());
+    gauge("roomcast_edge_connections_total", "Connections accepted.", "counter",
+          static_cast<int64_t>(c.connections_total.load()));
+    gauge("roomcast_edge_refused_total", "Connections refused (full, no core, shutdown).", "counter",
+          static_cast<int64_t>(c.refused_total.load()));
+    gauge("roomcast_edge_frames_delivered_total", "Room events handed to clients.", "counter",
+          static_cast<int64_t>(c.frames_delivered_total.load()));
+    gauge("roomcast_edge_slow_consumer_total", "Clients closed as slow consumers.", "counter",
+          static_cast<int64_t>(c.slow_consumer_total.load()));
+    gauge("roomcast_edge_bad_requests_total", "Malformed or rate-limited requests.", "counter",
+          static_cast<int64_t>(c.bad_requests_total.load()));
+    return out;
+  }
+
+  template <class Body>
+  void Respond(http::response<Body> res) {
+    auto sp = std::make_shared<http::response<Body>>(std::move(res));
+    stream_.expires_after(ToSteady(ctx_.options.write_timeout));
+    http::async_write(stream_, *sp, [self = shared_from_this(), sp](beast::error_code ec, size_t) {
+      if (ec || !sp->keep_alive()) {
+        beast::error_code ignored;
+        self->stream_.socket().shutdown(tcp::socket::shutdown_send, ignored);
+        return;
+      }
+      self->DoRead();
+    });
+  }
+
+  EdgeContext& ctx_;
+  beast::tcp_stream stream_;
+  const size_t shard_;
+  beast::flat_buffer buffer_;
+  std::optional<http::request_parser<http::string_body>> parser_;
+};
+
+}  // namespace
+
+// ---------------------------------------------------------------------------
+// EdgeServer
+// ---------------------------------------------------------------------------
+
+class EdgeServer::Impl {
+ public:
+  explicit Impl(EdgeOptions options)
+      : options_(std::move(options)),
+        contexts_(MakeContexts(options_.threads)),
+        hub_(Pointers(contexts_)),
+        link_(options_,
+              CoreLink::Handler{
+                  .on_events = [this](const v1::EdgeEvents& e) { hub_.OnEvents(e); },
+                  .on_disconnect = [this](const v1::DisconnectClient& d) { hub_.OnDisconnect(d); },
+                  .on_state =
+                      [this](bool up) {
+                        if (!up) hub_.CloseAll(v1::RECONNECT, "the core link went down; reconnect");
+                      }}),
+        ctx_{options_, hub_, link_},
+        acceptor_(*contexts_[0]) {}
+
+  ~Impl() { Shutdown(); }
+
+  absl::StatusOr<std::string> Start() {
+    auto colon = options_.listen.rfind(':');
+    uint32_t port = 0;
+    if (colon == std::string::npos || !absl::SimpleAtoi(options_.listen.substr(colon + 1), &port) ||
+        port > 65535) {
+      return absl::InvalidArgumentError(absl::StrCat("--listen: not host:port: ", options_.listen));
+    }
+    beast::error_code ec;
+    auto address = net::ip::make_address(options_.listen.substr(0, colon), ec);
+    if (ec) return absl::InvalidArgumentError(absl::StrCat("--listen: bad address: ", ec.message()));
+    tcp::endpoint endpoint(address, static_cast<uint16_t>(port));
+    acceptor_.open(endpoint.protocol(), ec);
+    if (!ec) acceptor_.set_option(net::socket_base::reuse_address(true), ec);
+    if (!ec) acceptor_.bind(endpoint, ec);
+    if (!ec) acceptor_.listen(net::socket_base::max_listen_connections, ec);
+    if (ec) {
+      return absl::UnavailableError(absl::StrCat("cannot listen on ", options_.listen, ": ", ec.message()));
+    }
+    tcp::endpoint bound = acceptor_.local_endpoint();
+    link_.Start();
+    DoAccept();
+    for (auto& context : contexts_) {
+      guards_.push_back(net::make_work_guard(*context));
+      threads_.emplace_back([c = context.get()] { c->run(); });
+    }
+    return absl::StrCat(bound.address().to_string(), ":", bound.port());
+  }
+
+  void Shutdown() {
+    if (stopped_ || threads_.empty()) return;
+    stopped_ = true;
+    ctx_.shutting_down = true;
+    net::post(acceptor_.get_executor(), [this] {
+      beast::error_code ignored;
+      acceptor_.close(ignored);
+    });
+    hub_.CloseAll(v1::GOING_AWAY, "server shutting down");
+    absl::Time deadline = absl::Now() + options_.shutdown_grace;
+    while (hub_.counters().connections() > 0 && absl::Now() < deadline) {
+      absl::SleepFor(absl::Milliseconds(10));
+    }
+    link_.Stop();
+    for (auto& context : contexts_) context->stop();
+    for (auto& thread : threads_) thread.join();
+    threads_.clear();
+  }
+
+ private:
+  static std::vector<std::unique_ptr<net::io_context>> MakeContexts(int n) {
+    std::vector<std::unique_ptr<net::io_context>> out;
+    for (int i = 0; i < std::max(1, n); ++i) out.push_back(std::make_unique<net::io_context>(1));
+    return out;
+  }
+  static std::vector<net::io_context*> Pointers(const std::vector<std::unique_ptr<net::io_context>>& v) {
+    std::vector<net::io_context*> out;
+    for (const auto& c : v) out.push_back(c.get());
+    return out;
+  }
+
+  void DoAccept() {
+    size_t shard = hub_.PickShard();
+    acceptor_.async_accept(*contexts_[shard], [this, shard](beast::error_code ec, tcp::socket socket) {
+      if (ec == net::error::operation_aborted || !acceptor_.is_open()) return;
+      if (!ec) {
+        socket.set_option(tcp::no_delay(true), ec);
+        std::make_shared<HttpSession>(ctx_, std::move(socket), shard)->Run();
+      }
+      DoAccept();
+    });
+  }
+
+  const EdgeOptions options_;
+  std::vector<std::unique_ptr<net::io_context>> contexts_;
+  Hub hub_;
+  CoreLink link_;
+  EdgeContext ctx_;
+  tcp::acceptor acceptor_;
+  std::vector<net::executor_work_guard<net::io_context::executor_type>> guards_;
+  std::vector<std::thread> threads_;
+  bool stopped_ = false;
+};
+
+EdgeServer::EdgeServer(EdgeOptions options) : impl_(std::make_unique<Impl>(std::move(options))) {}
+EdgeServer::~EdgeServer() = default;
+absl::StatusOr<std::string> EdgeServer::Start() { return impl_->Start(); }
+void EdgeServer::Shutdown() { impl_->Shutdown(); }
+
+}  // namespace roomcast::edge

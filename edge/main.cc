@@ -1,0 +1,81 @@
+// roomcast-edge: browsers over WebSocket and Server-Sent Events, through the core.
+#include <pthread.h>
+
+#include <csignal>
+#include <cstdio>
+#include <string>
+#include <vector>
+
+#include "absl/flags/flag.h"
+#include "absl/flags/parse.h"
+#include "absl/flags/usage.h"
+#include "edge/edge_server.h"
+#include "edge/options.h"
+
+ABSL_FLAG(std::string, listen, "127.0.0.1:8080", "HTTP listen address; port 0 picks a free port");
+ABSL_FLAG(std::string, core, "127.0.0.1:50051", "address of roomcast-core");
+ABSL_FLAG(std::string, edge_name, "edge", "name of this edge in the core's logs");
+ABSL_FLAG(int, threads, 2, "I/O threads");
+ABSL_FLAG(uint64_t, max_connections, 20'000, "open WebSocket + SSE connections before refusing");
+ABSL_FLAG(uint64_t, max_frame_bytes, 64 * 1024, "largest WebSocket message (close 1009 beyond)");
+ABSL_FLAG(uint64_t, max_rooms_per_connection, 100, "rooms one connection may join");
+ABSL_FLAG(double, rate_limit, 100, "requests per second per connection");
+ABSL_FLAG(double, rate_burst, 200, "request burst per connection");
+ABSL_FLAG(int, max_bad_requests, 20, "malformed/limited requests before closing with 4500");
+ABSL_FLAG(uint64_t, max_queued_bytes, 1 << 20, "bytes queued per client before a slow-consumer close");
+ABSL_FLAG(absl::Duration, idle_timeout, absl::Seconds(30), "WebSocket ping/idle timeout");
+ABSL_FLAG(absl::Duration, sse_heartbeat, absl::Seconds(15), "SSE heartbeat comment interval");
+ABSL_FLAG(absl::Duration, sse_retry, absl::Seconds(2), "SSE retry: hint");
+ABSL_FLAG(std::vector<std::string>, allowed_origins, {},
+          "comma-separated origins allowed cross-origin (same-origin is always allowed; * = any, "
+          "without credentials)");
+ABSL_FLAG(absl::Duration, shutdown_grace, absl::Seconds(3), "time to drain clients on SIGTERM");
+
+int main(int argc, char** argv) {
+  absl::SetProgramUsageMessage("roomcast-edge: browsers over WebSocket and SSE, through the core");
+  absl::ParseCommandLine(argc, argv);
+
+  roomcast::edge::EdgeOptions options;
+  options.listen = absl::GetFlag(FLAGS_listen);
+  options.core = absl::GetFlag(FLAGS_core);
+  options.edge_name = absl::GetFlag(FLAGS_edge_name);
+  options.threads = absl::GetFlag(FLAGS_threads);
+  options.max_connections = absl::GetFlag(FLAGS_max_connections);
+  options.max_frame_bytes = absl::GetFlag(FLAGS_max_frame_bytes);
+  options.max_rooms_per_connection = absl::GetFlag(FLAGS_max_rooms_per_connection);
+  options.rate_limit_per_second = absl::GetFlag(FLAGS_rate_limit);
+  options.rate_limit_burst = absl::GetFlag(FLAGS_rate_burst);
+  options.max_bad_requests = absl::GetFlag(FLAGS_max_bad_requests);
+  options.max_queued_bytes = absl::GetFlag(FLAGS_max_queued_bytes);
+  options.idle_timeout = absl::GetFlag(FLAGS_idle_timeout);
+  options.sse_heartbeat = absl::GetFlag(FLAGS_sse_heartbeat);
+  options.sse_retry = absl::GetFlag(FLAGS_sse_retry);
+  options.allowed_origins = absl::GetFlag(FLAGS_allowed_origins);
+  options.shutdown_grace = absl::GetFlag(FLAGS_shutdown_grace);
+  if (options.threads < 1 || options.threads > 256) {
+    std::fprintf(stderr, "roomcast-edge: --threads must be 1..256\n");
+    return 2;
+  }
+
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGINT);
+  sigaddset(&signals, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+  std::signal(SIGPIPE, SIG_IGN);
+
+  roomcast::edge::EdgeServer server(options);
+  absl::StatusOr<std::string> address = server.Start();
+  if (!address.ok()) {
+    std::fprintf(stderr, "roomcast-edge: %s\n", std::string(address.status().message()).c_str());
+    return 1;
+  }
+  std::printf("listening on %s\n", address->c_str());
+  std::fflush(stdout);
+
+  int signal = 0;
+  sigwait(&signals, &signal);
+  std::fprintf(stderr, "roomcast-edge: signal %d, shutting down\n", signal);
+  server.Shutdown();
+  return 0;
+}

@@ -1,0 +1,70 @@
+// Options for the edge: every limit of the process in one place, each named
+// with its unit and commented with its reason. Plain data; copy freely.
+#ifndef ROOMCAST_EDGE_OPTIONS_H_
+#define ROOMCAST_EDGE_OPTIONS_H_
+
+#include <cstddef>
+#include <string>
+#include <vector>
+
+#include "absl/time/time.h"
+
+namespace roomcast::edge {
+
+struct EdgeOptions {
+  // host:port for HTTP (/ws, /sse, /publish, /healthz, /metrics, /); port 0
+  // picks a free port (the bound address is printed at start).
+  std::string listen = "127.0.0.1:8080";
+  // The core's EdgeLink address.
+  std::string core = "127.0.0.1:50051";
+  // Names this edge to the core (logs, stats).
+  std::string edge_name = "edge";
+  // I/O threads; sessions are spread over them and fan-out crosses to each
+  // thread once per message batch.
+  int threads = 2;
+
+  // Past this many open WebSocket + SSE connections new clients get HTTP 503
+  // with Retry-After (or close 1013 after an upgrade).
+  size_t max_connections = 20'000;
+  // Largest WebSocket message accepted (close 1009 beyond it).
+  size_t max_frame_bytes = 64 * 1024;
+  // Rooms one connection may be in at once.
+  size_t max_rooms_per_connection = 100;
+  // Requests per second per connection (token bucket) and the burst allowed.
+  double rate_limit_per_second = 100;
+  double rate_limit_burst = 200;
+  // Malformed or rate-limited requests tolerated per connection before it is
+  // closed with 4500 (do not reconnect).
+  int max_bad_requests = 20;
+  // Bytes waiting to be written to one client before it is closed as a slow
+  // consumer (4001 / SSE stream ends); bounds memory per connection.
+  size_t max_queued_bytes = 1024 * 1024;
+
+  // WebSocket: ping after this much silence, close after as much again.
+  absl::Duration idle_timeout = absl::Seconds(30);
+  // Time to complete the HTTP request or the WebSocket handshake.
+  absl::Duration handshake_timeout = absl::Seconds(10);
+  // A write that makes no progress for this long means a dead peer.
+  absl::Duration write_timeout = absl::Seconds(30);
+  // SSE: a comment line this often keeps proxies and the browser from timing out.
+  absl::Duration sse_heartbeat = absl::Seconds(15);
+  // SSE: the reconnect delay suggested to EventSource (`retry:`).
+  absl::Duration sse_retry = absl::Seconds(2);
+  // Origins allowed for cross-origin WebSocket, SSE and POST /publish.
+  // Same-origin requests are always allowed. "*" allows any origin, without
+  // credentials.
+  std::vector<std::string> allowed_origins;
+
+  // Core link reconnect backoff (full jitter between 0 and the current cap,
+  // doubling from min to max).
+  absl::Duration reconnect_min = absl::Milliseconds(100);
+  absl::Duration reconnect_max = absl::Seconds(5);
+  // A request to the core that gets no reply in this time fails.
+  absl::Duration request_timeout = absl::Seconds(10);
+  // Graceful shutdown: how long clients get to receive their close frames.
+  absl::Duration shutdown_grace = absl::Seconds(3);
+};
+
+}  // namespace roomcast::edge
+
+#endif  // ROOMCAST_EDGE_OPTIONS_H_

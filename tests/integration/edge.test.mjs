@@ -1,0 +1,331 @@
+// roomcast-edge against a real roomcast-core, both on loopback port 0,
+// driven by real WebSocket and HTTP clients.
+import assert from "node:assert/strict";
+import { after, before, describe, test } from "node:test";
+import { Client, metrics, openSse, publish, startCore, startEdge, stopProcess, httpRequest, waitFor } from "./lib.mjs";
+
+describe("edge with one core", { timeout: 60000 }, () => {
+  let core, edge;
+  before(async () => {
+    core = await startCore(["--namespaces=feed:client_publish=false"]);
+    edge = await startEdge(core, ["--max_rooms_per_connection=3", "--max_bad_requests=5", "--rate_limit=1000", "--rate_burst=1000"]);
+  });
+  after(async () => {
+    assert.equal(await stopProcess(edge), 0);
+    assert.equal(await stopProcess(core), 0);
+  });
+
+  test("healthz is ready while the core link is up", async () => {
+    const res = await httpRequest(edge.address, { path: "/healthz" });
+    assert.equal(res.status, 200);
+  });
+
+  test("join, publish and receive the published JSON value, not base64", async () => {
+    const a = await Client.open(edge);
+    const b = await Client.open(edge);
+    const ja = await a.request({ join: { room: "chat" } });
+    assert.ok(ja.reply.join, JSON.stringify(ja));
+    await b.request({ join: { room: "chat" } });
+    const pub = await a.request({ publish: { room: "chat", data: { text: "hi", n: [1, 2] } } });
+    assert.equal(pub.reply.publish.position.offset, "1");
+    await waitFor(() => b.messages("chat").length === 1, 5000, "b gets the message");
+    const m = b.messages("chat")[0];
+    assert.deepEqual(m.data, { text: "hi", n: [1, 2] });
+    assert.equal(m.position.offset, "1");
+    await a.close();
+    await b.close();
+  });
+
+  test("two hundred clients in one room all receive every message in order", async () => {
+    const clients = await Promise.all(Array.from({ length: 200 }, () => Client.open(edge)));
+    await Promise.all(clients.map((c) => c.request({ join: { room: "crowd" } })));
+    const N = 30;
+    for (let i = 1; i <= N; i++) {
+      const r = await publish(edge, "crowd", { i });
+      assert.equal(r.status, 200, r.body);
+    }
+    await waitFor(() => clients.every((c) => c.messages("crowd").length === N), 20000, "all deliveries");
+    for (const c of clients) {
+      const got = c.messages("crowd");
+      assert.deepEqual(got.map((m) => m.data.i), Array.from({ length: N }, (_, k) => k + 1));
+      assert.deepEqual(got.map((m) => Number(m.position.offset)), Array.from({ length: N }, (_, k) => k + 1));
+    }
+    await Promise.all(clients.map((c) => c.close()));
+    const m = await waitFor(async () => {
+      const m = await metrics(edge);
+      return m.websocket_connections === 0 && m.room_memberships === 0 ? m : null;
+    }, 10000, "counts back to zero");
+    assert.equal(m.queued_bytes, 0);
+  });
+
+  test("rejoining with since replays exactly the missed messages, then the reply", async () => {
+    const c = await Client.open(edge);
+    await c.request({ join: { room: "resume" } });
+    await publish(edge, "resume", 1);
+    await publish(edge, "resume", 2);
+    await waitFor(() => c.messages().length === 2);
+    const last = c.messages().at(-1).position;
+    await c.close();
+    await publish(edge, "resume", 3);
+    await publish(edge, "resume", 4);
+    const d = await Client.open(edge);
+    const reply = await d.request({ join: { room: "resume", since: last } });
+    assert.equal(reply.reply.join.recovered, true);
+    assert.deepEqual(d.messages().map((m) => m.data), [3, 4]);
+    // The replayed messages come before the reply.
+    const replyIndex = d.frames.indexOf(reply);
+    assert.ok(d.frames.slice(0, replyIndex).filter((f) => f.message).length === 2);
+    const stale = await d.request({ join: { room: "resume2", since: { epoch: "nope", offset: "5" } } });
+    assert.equal(stale.reply.join.recovered, undefined); // false is omitted in canonical JSON
+    await d.close();
+  });
+
+  test("malformed frames get an error with the request id and the connection stays usable", async () => {
+    const c = await Client.open(edge);
+    c.send("{not json");
+    c.send({ id: 7, join: { rooom: "x" } });
+    c.send({ id: 8, join: { room: "bad room" } });
+    c.send({ id: 9, dance: {} });
+    await waitFor(() => c.frames.filter((f) => f.error).length === 4, 5000, "four errors");
+    const errors = c.frames.filter((f) => f.error);
+    assert.equal(errors[0].id, undefined);
+    assert.equal(errors[1].id, "7");
+    assert.equal(errors[1].error.code, 3);
+    assert.equal(errors[2].id, "8");
+    assert.equal(errors[3].id, "9");
+    const pong = await c.request({ ping: {} });
+    assert.ok(pong.reply.pong !== undefined);
+    await c.close();
+  });
+
+  test("repeated abuse closes the connection with 4500", async () => {
+    const c = await Client.open(edge);
+    for (let i = 0; i < 10; i++) c.send("garbage");
+    const { code } = await c.closed;
+    assert.equal(code, 4500);
+  });
+
+  test("a frame over the size limit closes with 1009", async () => {
+    const c = await Client.open(edge);
+    c.send(JSON.stringify({ id: 1, publish: { room: "x", data: "y".repeat(70 * 1024) } }));
+    const { code } = await c.closed;
+    assert.equal(code, 1009);
+  });
+
+  test("room limits and namespace permissions are errors, not closes", async () => {
+    const c = await Client.open(edge);
+    for (const r of ["r1", "r2", "r3"]) assert.ok((await c.request({ join: { room: r } })).reply);
+    const over = await c.request({ join: { room: "r4" } });
+    assert.equal(over.error.code, 8);
+    const dup = await c.request({ join: { room: "r1" } });
+    assert.equal(dup.error.code, 6);
+    const denied = await c.request({ publish: { room: "feed:news", data: 1 } });
+    assert.equal(denied.error.code, 7);
+    assert.ok((await c.request({ leave: { room: "r1" } })).reply);
+    assert.ok((await c.request({ join: { room: "r4" } })).reply.join);
+    await c.close();
+  });
+
+  test("replies come in request order", async () => {
+    const c = await Client.open(edge);
+    for (let i = 1; i <= 20; i++) {
+      c.send(i % 2 ? { id: i, join: { room: `order${i}` } } : { id: i, ping: {} });
+      if (i % 2) c.send({ id: 100 + i, leave: { room: `order${i}` } });
+    }
+    await waitFor(() => c.frames.filter((f) => f.id).length === 30);
+    const ids = c.frames.filter((f) => f.id).map((f) => Number(f.id));
+    const sent = [];
+    for (let i = 1; i <= 20; i++) {
+      sent.push(i);
+      if (i % 2) sent.push(100 + i);
+    }
+    assert.deepEqual(ids, sent);
+    await c.close();
+  });
+
+  test("presence: members and join/leave events", async () => {
+    const a = await Client.open(edge);
+    const b = await Client.open(edge);
+    await a.request({ join: { room: "pres" } });
+    await b.request({ join: { room: "pres" } });
+    const p = await a.request({ presence: { room: "pres" } });
+    assert.equal(p.reply.presence.clients.length, 2);
+    await b.close();
+    await waitFor(() => a.frames.some((f) => f.presence?.kind === "LEAVE"), 5000, "leave event");
+  });
+
+  test("history returns JSON payloads", async () => {
+    await publish(edge, "hist", { k: 1 });
+    await publish(edge, "hist", { k: 2 });
+    const c = await Client.open(edge);
+    const h = await c.request({ history: { room: "hist", limit: 1, reverse: true } });
+    assert.deepEqual(h.reply.history.messages.map((m) => m.data), [{ k: 2 }]);
+    await c.close();
+  });
+
+  test("SSE: headers, retry hint, join event, live messages with a cursor", async () => {
+    const s = await openSse(edge, "room=news&room=sports");
+    assert.equal(s.status, 200);
+    assert.match(s.headers["content-type"], /^text\/event-stream/);
+    assert.equal(s.headers["cache-control"], "no-cache");
+    await waitFor(() => s.events.filter((e) => e.frame.reply?.join).length === 2, 5000, "two join events");
+    assert.ok(s.retry > 0);
+    await publish(edge, "news", "n1");
+    await publish(edge, "sports", "s1");
+    await waitFor(() => s.messages().length === 2);
+    assert.match(s.lastId, /news \w+ 1/);
+    assert.match(s.lastId, /sports \w+ 1/);
+    s.close();
+  });
+
+  test("SSE: Last-Event-ID resumes exactly what was missed in every room", async () => {
+    const s = await openSse(edge, "room=r-a&room=r-b");
+    await waitFor(() => s.events.filter((e) => e.frame.reply?.join).length === 2);
+    await publish(edge, "r-a", "a1");
+    await publish(edge, "r-b", "b1");
+    await waitFor(() => s.messages().length === 2);
+    const lastId = s.lastId;
+    s.close();
+    await publish(edge, "r-a", "a2");
+    await publish(edge, "r-b", "b2");
+    await publish(edge, "r-a", "a3");
+    const t = await openSse(edge, "room=r-a&room=r-b", { "Last-Event-ID": lastId });
+    await waitFor(() => t.messages().length === 3, 5000, "replay");
+    assert.deepEqual(t.messages().map((m) => m.data).sort(), ["a2", "a3", "b2"]);
+    const joins = t.events.filter((e) => e.frame.reply?.join).map((e) => e.frame.reply.join);
+    assert.ok(joins.every((j) => j.recovered === true));
+    t.close();
+  });
+
+  test("SSE: a cursor from another epoch says not recovered", async () => {
+    const s = await openSse(edge, "room=r-c", { "Last-Event-ID": "r-c deadbeef 3" });
+    await waitFor(() => s.events.some((e) => e.frame.reply?.join));
+    const join = s.events.find((e) => e.frame.reply?.join).frame.reply.join;
+    assert.equal(join.recovered, undefined);
+    s.close();
+  });
+
+  test("CORS: disallowed origins are refused; the preflight answers", async () => {
+    const sse = await httpRequest(edge.address, { path: "/sse?room=x", headers: { origin: "http://evil.example" } });
+    assert.equal(sse.status, 403);
+    const pre = await httpRequest(edge.address, { method: "OPTIONS", path: "/publish", headers: { origin: "http://evil.example" } });
+    assert.equal(pre.status, 403);
+    await assert.rejects(Client.open(edge, { headers: { origin: "http://evil.example" } }), /403/);
+  });
+
+  test("POST /publish errors are JSON with a matching HTTP status", async () => {
+    const bad = await publish(edge, "bad room", 1);
+    assert.equal(bad.status, 400);
+    assert.equal(bad.json.error.code, 3);
+    const denied = await publish(edge, "feed:x", 1);
+    assert.equal(denied.status, 403);
+    const garbage = await httpRequest(edge.address, { method: "POST", path: "/publish", body: "{" });
+    assert.equal(garbage.status, 400);
+  });
+});
+
+describe("edge limits", { timeout: 60000 }, () => {
+  let core, edge;
+  before(async () => {
+    core = await startCore();
+    edge = await startEdge(core, ["--max_connections=3", "--allowed_origins=http://app.example", "--max_queued_bytes=200000"]);
+  });
+  after(async () => {
+    await stopProcess(edge);
+    await stopProcess(core);
+  });
+
+  test("past max_connections new clients get 503 with Retry-After", async () => {
+    const open = await Promise.all([Client.open(edge), Client.open(edge), Client.open(edge)]);
+    const err = await Client.open(edge).catch((e) => e);
+    assert.equal(err.status, 503);
+    assert.ok(err.headers["retry-after"]);
+    const sse = await httpRequest(edge.address, { path: "/sse?room=x" });
+    assert.equal(sse.status, 503);
+    // Everyone else keeps working.
+    assert.ok((await open[0].request({ ping: {} })).reply);
+    await Promise.all(open.map((c) => c.close()));
+    await waitFor(async () => (await metrics(edge)).websocket_connections === 0);
+  });
+
+  test("allowed origins get CORS headers", async () => {
+    const pre = await httpRequest(edge.address, { method: "OPTIONS", path: "/publish", headers: { origin: "http://app.example" } });
+    assert.equal(pre.status, 204);
+    assert.equal(pre.headers["access-control-allow-origin"], "http://app.example");
+    const s = await openSse(edge, "room=cors", { origin: "http://app.example" });
+    assert.equal(s.headers["access-control-allow-origin"], "http://app.example");
+    s.close();
+  });
+
+  test("a client that stops reading is closed as a slow consumer; others get everything", async () => {
+    await waitFor(async () => (await metrics(edge)).sse_connections === 0, 5000, "SSE stream gone");
+    const slow = await Client.open(edge);
+    const fast = await Client.open(edge);
+    await slow.request({ join: { room: "flood" } });
+    await fast.request({ join: { room: "flood" } });
+    slow.ws._socket.pause(); // Stop reading: the edge's writes to it back up.
+    // Enough to fill the kernel's socket buffers (several MB on loopback)
+    // and then the edge's 200 kB queue.
+    const big = "x".repeat(16 * 1024);
+    const N = 1000;
+    for (let i = 0; i < N; i++) await publish(edge, "flood", { i, big });
+    await waitFor(() => fast.messages().length === N, 20000, "fast gets all");
+    await waitFor(async () => (await metrics(edge)).slow_consumer_total >= 1, 10000, "slow consumer counted");
+    slow.ws._socket.resume();
+    const { code } = await slow.closed;
+    assert.equal(code, 4001);
+    const got = slow.messages();
+    assert.ok(got.length < N);
+    got.forEach((m, k) => assert.equal(Number(m.position.offset), k + 1)); // a gap-free prefix
+    const disconnect = slow.frames.find((f) => f.disconnect);
+    assert.equal(disconnect.disconnect.code, "SLOW_CONSUMER");
+    assert.equal(disconnect.disconnect.reconnect, true);
+    await fast.close();
+  });
+});
+
+describe("edge and a core restart", { timeout: 60000 }, () => {
+  test("clients are told to reconnect, the edge relinks, and resume says not recovered", async () => {
+    let core = await startCore();
+    const edge = await startEdge(core, ["--idle_timeout=5s"]);
+    try {
+      const c = await Client.open(edge);
+      await c.request({ join: { room: "restart" } });
+      await publish(edge, "restart", "before");
+      await waitFor(() => c.messages().length === 1);
+      const last = c.messages()[0].position;
+      const address = core.address;
+      assert.equal(await stopProcess(core), 0);
+      const { code } = await c.closed;
+      assert.ok(code === 4000 || code === 1001, `close code ${code}`);
+      await waitFor(async () => (await httpRequest(edge.address, { path: "/healthz" })).status === 503, 5000, "not ready");
+      core = await startCore([], address);
+      await waitFor(async () => (await httpRequest(edge.address, { path: "/healthz" })).status === 200, 15000, "ready again");
+      const d = await Client.open(edge);
+      const reply = await d.request({ join: { room: "restart", since: last } });
+      assert.equal(reply.reply.join.recovered, undefined); // Not recovered: the epoch changed.
+      assert.notEqual(reply.reply.join.position.epoch, last.epoch);
+      await d.close();
+      const m = await waitFor(async () => {
+        const m = await metrics(edge);
+        return m.websocket_connections === 0 && m.room_memberships === 0 ? m : null;
+      });
+      assert.equal(m.core_link_up, 1);
+    } finally {
+      await stopProcess(edge);
+      await stopProcess(core);
+    }
+  });
+
+  test("SIGTERM closes clients with 1001 going away", async () => {
+    const core = await startCore();
+    const edge = await startEdge(core);
+    const c = await Client.open(edge);
+    await c.request({ join: { room: "bye" } });
+    const exit = stopProcess(edge);
+    const { code } = await c.closed;
+    assert.equal(code, 1001);
+    assert.equal(await exit, 0);
+    await stopProcess(core);
+  });
+});
