@@ -1,10 +1,20 @@
 #!/usr/bin/env bash
-# Builds roomcast and runs it with embedded defaults until Ctrl-C.
+# Builds roomcast and runs it with embedded defaults: a core on 127.0.0.1:50051
+# and an edge on 127.0.0.1:8080 serving the demo page. Ctrl-C stops both.
+# Extra arguments go to the edge (e.g. --listen=0.0.0.0:8080).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 scripts/install-deps.sh
 build_dir=${BUILD_DIR:-build}
 cmake -S . -B "$build_dir" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
-cmake --build "$build_dir" --target roomcast-core
-exec "$build_dir/core/roomcast-core" "$@"
+cmake --build "$build_dir" --target roomcast-core roomcast-edge
+
+"$build_dir/core/roomcast-core" --stats_room=stats &
+core=$!
+"$build_dir/edge/roomcast-edge" "$@" &
+edge=$!
+trap 'kill -TERM $edge $core 2>/dev/null; wait $edge $core 2>/dev/null' EXIT INT TERM
+sleep 1
+echo "roomcast demo: http://127.0.0.1:8080/  (open it in two tabs; Ctrl-C to stop)"
+wait -n $core $edge
