@@ -12,9 +12,14 @@ cmake --build "$build_dir" --target roomcast-core roomcast-edge
 
 "$build_dir/core/roomcast-core" --stats_room=stats &
 core=$!
-"$build_dir/edge/roomcast-edge" "$@" &
+edge_out=$(mktemp)
+"$build_dir/edge/roomcast-edge" "$@" >"$edge_out" &
 edge=$!
-trap 'kill -TERM $edge $core 2>/dev/null; wait $edge $core 2>/dev/null' EXIT INT TERM
-sleep 1
-echo "roomcast demo: http://127.0.0.1:8080/  (open it in two tabs; Ctrl-C to stop)"
+trap 'kill -TERM $edge $core 2>/dev/null; wait $edge $core 2>/dev/null; rm -f "$edge_out"' EXIT INT TERM
+for _ in $(seq 100); do
+  address=$(sed -n 's/^listening on //p' "$edge_out")
+  [[ -n $address ]] && break
+  sleep 0.1
+done
+echo "roomcast demo: http://${address:-127.0.0.1:8080}/  (open it in two tabs; Ctrl-C to stop)"
 wait -n $core $edge
