@@ -51,7 +51,9 @@ struct EngineOptions {
 // When either is exceeded the stream ends with RESOURCE_EXHAUSTED
 // ("slow consumer"); the subscriber resumes from its last position.
 struct QueueLimits {
-  size_t max_events = 10'000;
+  // Room for a full resume: max_rooms_per_subscribe (100) rooms each
+  // replaying a default history (100 messages) is 10,000 events.
+  size_t max_events = 50'000;
   size_t max_bytes = 8 * 1024 * 1024;
 };
 

@@ -60,7 +60,9 @@ class RoomSubscription final
 
   uint32_t Disconnect(const v1::DisconnectRequest& request) override {
     if (!Matches(client_, request)) return 0;
-    FinishOnce(grpc::Status(grpc::StatusCode::ABORTED,
+    // UNAVAILABLE tells a client library to reconnect; ABORTED not to.
+    FinishOnce(grpc::Status(request.reconnect() ? grpc::StatusCode::UNAVAILABLE
+                                                : grpc::StatusCode::ABORTED,
                             absl::StrCat("disconnected by the server: ", request.reason())),
                false);
     return 1;

@@ -919,18 +919,20 @@ class HttpSession final : public std::enable_shared_from_this<HttpSession> {
       OriginAllowed(req);
       return;
     }
-    v1::ClientPublishRequest body;
-    google::protobuf::util::JsonParseOptions strict;
-    absl::Status parsed(
-        static_cast<absl::StatusCode>(
-            google::protobuf::util::JsonStringToMessage(req.body(), &body, strict).code()),
-        "body must be {\"room\": \"...\", \"data\": <JSON value>}");
-    if (parsed.ok() && body.room().empty()) parsed = absl::InvalidArgumentError("room is missing");
-    if (!parsed.ok()) {
-      PublishDone(std::move(req), std::move(res), ErrorReply(grpc::StatusCode::INVALID_ARGUMENT,
-                                                              std::string(parsed.message())));
+    // The body is a ClientPublishRequest; decoding it as the publish op of a
+    // frame applies the same strict rules (and depth limit) as a WebSocket
+    // publish.
+    uint64_t unused_id = 0;
+    absl::StatusOr<v1::ClientFrame> frame = DecodeClientFrame(
+        absl::StrCat("{\"publish\":", req.body(), "}"), Encoding::kJson, &unused_id);
+    if (!frame.ok() || !frame->has_publish()) {
+      std::string why = frame.ok() ? "body must be {\"room\": \"...\", \"data\": <JSON value>}"
+                                   : std::string(frame.status().message());
+      PublishDone(std::move(req), std::move(res),
+                  ErrorReply(grpc::StatusCode::INVALID_ARGUMENT, why));
       return;
     }
+    const v1::ClientPublishRequest& body = frame->publish();
     uint64_t generation = ctx_.link.generation();
     if (generation == 0) {
       PublishDone(std::move(req), std::move(res),
