@@ -224,6 +224,70 @@ describe("edge with one core", { timeout: 60000 }, () => {
   });
 });
 
+describe("edge timeouts, rate limits and binary frames", { timeout: 60000 }, () => {
+  let core, edge;
+  before(async () => {
+    core = await startCore();
+    edge = await startEdge(core, ["--idle_timeout=1s", "--sse_heartbeat=200ms", "--rate_limit=5", "--rate_burst=5", "--max_bad_requests=100"]);
+  });
+  after(async () => {
+    await stopProcess(edge);
+    await stopProcess(core);
+  });
+
+  test("binary subprotocol: protobuf frames both ways", async () => {
+    const c = await Client.open(edge, { protocols: ["roomcast.v1.proto"] });
+    assert.equal(c.ws.protocol, "roomcast.v1.proto");
+    // ClientFrame{id: 1, ping: {}}: field 1 varint, field 7 empty message.
+    c.ws.send(Buffer.from([0x08, 0x01, 0x3a, 0x00]));
+    // ServerFrame{id: 1, reply: {pong: {}}}: 08 01, field 2 { field 6 {} }.
+    await waitFor(() => c.frames.length === 1);
+    assert.deepEqual([...c.frames[0]], [0x08, 0x01, 0x12, 0x02, 0x32, 0x00]);
+    // ClientFrame{id: 2, join: {room: "b"}}: the reply is ServerFrame{id: 2, reply: ...}.
+    c.ws.send(Buffer.from([0x08, 0x02, 0x12, 0x03, 0x0a, 0x01, 0x62]));
+    await waitFor(() => c.frames.some((f) => f[0] === 0x08 && f[1] === 0x02 && f[2] === 0x12), 5000, "join reply");
+    await publish(edge, "b", "hello");
+    // ServerFrame field 4 (message) carrying Value.string_value "hello".
+    const hello = Buffer.from([0x1a, 0x05, ...Buffer.from("hello")]);
+    await waitFor(() => c.frames.some((f) => f[0] === 0x22 && f.includes(hello)), 5000, "binary message");
+    // A text frame on a binary connection is an error reply (field 3), not a close.
+    const before = c.frames.length;
+    c.ws.send("{}");
+    await waitFor(() => c.frames.slice(before).some((f) => f[0] === 0x1a), 5000, "error frame");
+    assert.equal(c.ws.readyState, c.ws.OPEN);
+    await c.close();
+  });
+
+  test("requests over the rate limit get RESOURCE_EXHAUSTED errors", async () => {
+    const c = await Client.open(edge);
+    for (let i = 1; i <= 20; i++) c.send({ id: i, ping: {} });
+    await waitFor(() => c.frames.length === 20, 5000, "20 answers");
+    const limited = c.frames.filter((f) => f.error);
+    assert.ok(limited.length >= 10, `only ${limited.length} limited`);
+    assert.ok(limited.every((f) => f.error.code === 8));
+    await c.close();
+  });
+
+  test("SSE heartbeats keep the stream alive", async () => {
+    const s = await openSse(edge, "room=hb");
+    await waitFor(() => (s.raw.match(/: heartbeat/g) || []).length >= 2, 5000, "two heartbeats");
+    s.close();
+  });
+
+  test("a WebSocket peer that stops answering pings is dropped and forgotten", async () => {
+    const c = await Client.open(edge);
+    await c.request({ join: { room: "idle" } });
+    const before = await metrics(edge);
+    c.ws._socket.pause(); // No pongs from here on.
+    await waitFor(async () => {
+      const m = await metrics(edge);
+      return m.websocket_connections === before.websocket_connections - 1 &&
+        m.room_memberships === before.room_memberships - 1;
+    }, 10000, "idle peer removed");
+    c.ws.terminate();
+  });
+});
+
 describe("edge limits", { timeout: 60000 }, () => {
   let core, edge;
   before(async () => {
