@@ -2,7 +2,7 @@
 // driven by real WebSocket and HTTP clients.
 import assert from "node:assert/strict";
 import { after, before, describe, test } from "node:test";
-import { Client, metrics, openSse, publish, startCore, startEdge, stopProcess, httpRequest, waitFor } from "./lib.mjs";
+import { Client, metrics, openSse, publish, roomsClient, startCore, startEdge, stopProcess, httpRequest, waitFor } from "./lib.mjs";
 
 describe("edge with one core", { timeout: 60000 }, () => {
   let core, edge;
@@ -211,6 +211,27 @@ describe("edge with one core", { timeout: 60000 }, () => {
     const pre = await httpRequest(edge.address, { method: "OPTIONS", path: "/publish", headers: { origin: "http://evil.example" } });
     assert.equal(pre.status, 403);
     await assert.rejects(Client.open(edge, { headers: { origin: "http://evil.example" } }), /403/);
+  });
+
+  test("a backend's Rooms.Disconnect closes that browser with its code; others stay", async () => {
+    const rooms = await roomsClient(core);
+    const target = await Client.open(edge);
+    const other = await Client.open(edge);
+    await target.request({ join: { room: "kick" } });
+    await other.request({ join: { room: "kick" } });
+    const members = (await rooms.call("presence", { room: "kick" })).clients;
+    assert.equal(members.length, 2);
+    // The first presence event a client sees is its own JOIN: that is its id.
+    const targetId = target.frames.find((f) => f.presence).presence.client.clientId;
+    const res = await rooms.call("disconnect", { clientId: targetId, reason: "kicked" });
+    assert.equal(res.numDisconnected, 1);
+    const closed = await target.closed;
+    assert.equal(closed.code, 4502);
+    assert.equal(closed.reason, "kicked");
+    assert.equal(target.frames.find((f) => f.disconnect).disconnect.code, "DISCONNECTED");
+    assert.ok((await other.request({ ping: {} })).reply);
+    await other.close();
+    rooms.close();
   });
 
   test("POST /publish errors are JSON with a matching HTTP status", async () => {

@@ -171,3 +171,20 @@ export function openSse(edge, query, headers = {}) {
     req.on("error", reject);
   });
 }
+
+// A Rooms client from an independent gRPC implementation (@grpc/grpc-js).
+export async function roomsClient(core) {
+  const grpc = await import("@grpc/grpc-js");
+  const loader = await import("@grpc/proto-loader");
+  const def = loader.loadSync(path.join(here, "..", "..", "proto", "roomcast", "v1", "roomcast.proto"), {
+    includeDirs: ["/usr/include", path.join(here, "..", "..", "proto")],
+    longs: String,
+    defaults: false,
+  });
+  const v1 = grpc.loadPackageDefinition(def).roomcast.v1;
+  const client = new v1.Rooms(core.address, grpc.credentials.createInsecure());
+  const call = (method, request) =>
+    new Promise((resolve, reject) =>
+      client[method](request, { deadline: Date.now() + 5000 }, (err, res) => (err ? reject(err) : resolve(res))));
+  return { client, call, close: () => client.close() };
+}
