@@ -179,6 +179,15 @@ class PublishStreamReactor final
       FinishOnce(grpc::Status::OK, true);
       return;
     }
+    {
+      // After Shutdown nothing more is published: a request without an ack
+      // was not published.
+      absl::MutexLock lock(&read_mu_);
+      if (read_closed_) {
+        reading_ = false;
+        return;
+      }
+    }
     v1::PublishAck ack;
     ack.set_id(request_.id());
     absl::Status s = ValidateClientInfo(request_.publisher(), *context_->options);
@@ -208,6 +217,10 @@ class PublishStreamReactor final
 
   uint32_t Disconnect(const v1::DisconnectRequest&) override { return 0; }
   void Shutdown() override {
+    {
+      absl::MutexLock lock(&read_mu_);
+      read_closed_ = true;
+    }
     FinishOnce(grpc::Status(grpc::StatusCode::UNAVAILABLE, "server shutting down"), true);
   }
   uint64_t NumClients() override { return 0; }
