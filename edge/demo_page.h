@@ -1,4 +1,6 @@
-// The demo page served at "/" (edge/demo/index.html, embedded at build time).
+// The demo page served at "/" (edge/demo/index.html) and the browser client
+// module served at "/roomcast.js" (clients/js/roomcast.js), embedded at build
+// time. Static storage: the views stay valid for the life of the process.
 #ifndef ROOMCAST_EDGE_DEMO_PAGE_H_
 #define ROOMCAST_EDGE_DEMO_PAGE_H_
 
@@ -7,6 +9,7 @@
 namespace roomcast::edge {
 
 absl::string_view DemoPage();
+absl::string_view ClientModule();
 
 }  // namespace roomcast::edge
 

@@ -816,6 +816,8 @@ class HttpSession final : public std::enable_shared_from_this<HttpSession> {
       Respond(Text(http::status::ok, Metrics(), req, "text/plain; version=0.0.4"));
     } else if (path == "/" && is_get) {
       Respond(Text(http::status::ok, std::string(DemoPage()), req, "text/html; charset=utf-8"));
+    } else if (path == "/roomcast.js" && is_get) {
+      Respond(Text(http::status::ok, std::string(ClientModule()), req, "text/javascript; charset=utf-8"));
     } else {
       Respond(Text(http::status::not_found, "not found\n", req));
     }
