@@ -1,0 +1,631 @@
+// The Beast side of roomcast-bench: WebSocket and SSE subscribers. Kept in
+// this one translation unit because Beast is expensive to compile.
+#include "benchmarks/bench_clients.h"
+
+#include <array>
+#include <atomic>
+#include <boost/asio.hpp>
+#include <boost/beast/core.hpp>
+#include <boost/beast/http.hpp>
+#include <boost/beast/websocket.hpp>
+#include <chrono>
+#include <latch>
+#include <map>
+#include <mutex>
+#include <optional>
+#include <thread>
+#include <utility>
+
+#include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/string_view.h"
+#include "roomcast/v1/roomcast.pb.h"
+
+namespace roomcast::bench {
+namespace {
+
+namespace net = boost::asio;
+namespace beast = boost::beast;
+namespace http = beast::http;
+namespace websocket = beast::websocket;
+using tcp = net::ip::tcp;
+
+constexpr char kBinarySubprotocol[] = "roomcast.v1.proto";
+constexpr auto kConnectTimeout = std::chrono::seconds(10);
+
+class Subscriber;
+
+// One client thread: its io_context, its subscribers and the counters of the
+// current step. Touched only on `thread` except while the coordinator waits
+// for posted work (RunOnAll).
+struct ClientThread {
+  net::io_context ioc{1};
+  std::optional<net::executor_work_guard<net::io_context::executor_type>> guard{
+      net::make_work_guard(ioc)};
+  std::thread thread;
+  std::vector<std::shared_ptr<Subscriber>> subscribers;
+
+  // Step counters.
+  int64_t measure_from_ns = INT64_MAX;
+  Histogram latency;
+  uint64_t duplicated = 0;
+  uint64_t out_of_order = 0;
+  uint64_t stale = 0;
+  uint64_t unparsed = 0;
+  uint64_t presence = 0;
+  uint64_t bytes = 0;
+
+  // Connect-phase counters.
+  Histogram connect_latency;
+  std::map<std::string, int> connect_errors;
+};
+
+// What every subscriber shares: where to connect and the phase counters the
+// coordinator polls.
+struct Shared {
+  ClientOptions options;
+  tcp::endpoint endpoint;
+  std::string host_header;
+  std::atomic<int> connecting{0};
+  std::atomic<int> joined{0};
+  std::atomic<int> failed{0};
+  std::atomic<int> open{0};
+};
+
+// Parses the decimal digits at the start of `text`.
+std::optional<uint64_t> LeadingNumber(absl::string_view text) {
+  size_t n = 0;
+  while (n < text.size() && n < 20 && text[n] >= '0' && text[n] <= '9') ++n;
+  uint64_t v = 0;
+  if (n == 0 || !absl::SimpleAtoi(text.substr(0, n), &v)) return std::nullopt;
+  return v;
+}
+
+// The number after `key` in `frame`, e.g. key `"offset":"`.
+std::optional<uint64_t> NumberAfter(absl::string_view frame, absl::string_view key) {
+  size_t at = frame.find(key);
+  if (at == absl::string_view::npos) return std::nullopt;
+  return LeadingNumber(frame.substr(at + key.size()));
+}
+
+class Subscriber : public std::enable_shared_from_this<Subscriber> {
+ public:
+  Subscriber(Shared& shared, ClientThread& thread, size_t room_index, std::string room)
+      : shared_(shared), thread_(thread), room_index_(room_index), room_(std::move(room)) {}
+  virtual ~Subscriber() = default;
+
+  virtual void Start() = 0;
+  // Shuts the socket; later errors are ours, not the server's.
+  void Close() {
+    if (closed_) return;
+    closed_by_us_ = true;
+    ShutSocket();
+    if (!reported_) Failed("join timeout");
+  }
+  void FailIfNotJoined() {
+    if (!reported_) Close();
+  }
+
+  size_t room_index() const { return room_index_; }
+  bool open() const { return joined_ && !closed_; }
+  bool closed() const { return closed_; }
+  int close_code() const { return close_code_; }
+  OffsetTally& tally() { return tally_; }
+  bool in_step = false;
+
+ protected:
+  virtual void ShutSocket() = 0;
+
+  std::string JoinFrameJson() const {
+    return absl::StrCat(R"({"id":1,"join":{"room":")", room_, R"("}})");
+  }
+
+  // A canonical-JSON ServerFrame (WebSocket text frame or SSE data).
+  void OnJsonFrame(absl::string_view frame) {
+    if (absl::StartsWith(frame, R"({"message":)")) {
+      std::optional<uint64_t> offset = NumberAfter(frame, R"("offset":")");
+      if (!offset) {
+        ++thread_.unparsed;
+        return;
+      }
+      std::optional<uint64_t> t = NumberAfter(frame, R"("data":{"t":)");
+      OnMessage(*offset, t ? std::optional<int64_t>(static_cast<int64_t>(*t)) : std::nullopt);
+    } else if (absl::StartsWith(frame, R"({"presence":)")) {
+      ++thread_.presence;
+    } else if (!reported_ && absl::StrContains(frame, R"("reply":{"join":)")) {
+      Joined();
+    } else if (absl::StrContains(frame, R"("error":{)")) {
+      if (!reported_) {
+        Failed(absl::StrCat("join refused: ", frame.substr(0, 200)));
+        Close();
+      } else {
+        ++thread_.unparsed;
+      }
+    } else if (!absl::StartsWith(frame, R"({"disconnect":)")) {
+      ++thread_.unparsed;
+    }
+  }
+
+  // A serialized ServerFrame (binary subprotocol).
+  void OnBinaryFrame(absl::string_view bytes) {
+    v1::ServerFrame frame;
+    if (!frame.ParseFromArray(bytes.data(), static_cast<int>(bytes.size()))) {
+      ++thread_.unparsed;
+      return;
+    }
+    switch (frame.kind_case()) {
+      case v1::ServerFrame::kMessage: {
+        std::optional<int64_t> t;
+        const auto& fields = frame.message().data().struct_value().fields();
+        if (auto it = fields.find("t"); it != fields.end()) {
+          t = static_cast<int64_t>(it->second.number_value());
+        }
+        OnMessage(frame.message().position().offset(), t);
+        break;
+      }
+      case v1::ServerFrame::kPresence:
+        ++thread_.presence;
+        break;
+      case v1::ServerFrame::kReply:
+        if (!reported_ && frame.reply().has_join()) {
+          Joined();
+        } else {
+          ++thread_.unparsed;
+        }
+        break;
+      case v1::ServerFrame::kError:
+        if (!reported_) {
+          Failed(absl::StrCat("join refused: ", frame.error().message()));
+          Close();
+        } else {
+          ++thread_.unparsed;
+        }
+        break;
+      case v1::ServerFrame::kDisconnect:
+        break;
+      default:
+        ++thread_.unparsed;
+    }
+  }
+
+  void OnMessage(uint64_t offset, std::optional<int64_t> t) {
+    switch (tally_.Record(offset)) {
+      case OffsetTally::Arrival::kDuplicate:
+        ++thread_.duplicated;
+        return;
+      case OffsetTally::Arrival::kStale:
+        ++thread_.stale;
+        return;
+      case OffsetTally::Arrival::kOutOfOrder:
+        ++thread_.out_of_order;
+        break;
+      case OffsetTally::Arrival::kInOrder:
+        break;
+    }
+    if (t && *t >= thread_.measure_from_ns) thread_.latency.Record(NowNs() - *t);
+  }
+
+  void Joined() {
+    reported_ = true;
+    joined_ = true;
+    thread_.connect_latency.Record(NowNs() - start_ns_);
+    shared_.open.fetch_add(1);
+    shared_.connecting.fetch_sub(1);
+    shared_.joined.fetch_add(1);
+  }
+
+  void Failed(std::string why) {
+    if (reported_) return;
+    reported_ = true;
+    ++thread_.connect_errors[std::move(why)];
+    shared_.connecting.fetch_sub(1);
+    shared_.failed.fetch_add(1);
+  }
+
+  // The connection ended (error, close frame, end of stream).
+  void Ended(const std::string& what, int code) {
+    if (closed_) return;
+    closed_ = true;
+    close_code_ = code;
+    if (joined_) shared_.open.fetch_sub(1);
+    if (!reported_) Failed(closed_by_us_ ? "join timeout" : what);
+  }
+
+  Shared& shared_;
+  ClientThread& thread_;
+  const size_t room_index_;
+  const std::string room_;
+  int64_t start_ns_ = 0;
+  bool reported_ = false;  // Joined() or Failed() was counted.
+  bool joined_ = false;
+  bool closed_ = false;
+  bool closed_by_us_ = false;
+  int close_code_ = 0;
+  OffsetTally tally_;
+};
+
+class WebSocketSubscriber final : public Subscriber {
+ public:
+  WebSocketSubscriber(Shared& shared, ClientThread& thread, size_t room_index, std::string room,
+                      bool binary)
+      : Subscriber(shared, thread, room_index, std::move(room)),
+        binary_(binary),
+        ws_(thread.ioc) {}
+
+  void Start() override {
+    start_ns_ = NowNs();
+    beast::get_lowest_layer(ws_).expires_after(kConnectTimeout);
+    beast::get_lowest_layer(ws_).async_connect(
+        shared_.endpoint, [self = Self()](beast::error_code ec) { self->OnConnect(ec); });
+  }
+
+ private:
+  std::shared_ptr<WebSocketSubscriber> Self() {
+    return std::static_pointer_cast<WebSocketSubscriber>(shared_from_this());
+  }
+
+  void ShutSocket() override {
+    beast::error_code ec;
+    beast::get_lowest_layer(ws_).socket().close(ec);
+  }
+
+  void OnConnect(beast::error_code ec) {
+    if (ec) return Ended(absl::StrCat("connect: ", ec.message()), 0);
+    beast::get_lowest_layer(ws_).expires_never();
+    ws_.set_option(websocket::stream_base::timeout::suggested(beast::role_type::client));
+    if (binary_) {
+      ws_.set_option(websocket::stream_base::decorator([](websocket::request_type& req) {
+        req.set(http::field::sec_websocket_protocol, kBinarySubprotocol);
+      }));
+    }
+    ws_.async_handshake(response_, shared_.host_header, "/ws",
+                        [self = Self()](beast::error_code ec) { self->OnHandshake(ec); });
+  }
+
+  void OnHandshake(beast::error_code ec) {
+    if (ec) {
+      return Ended(absl::StrCat("handshake: ", ec.message(), " (HTTP ", response_.result_int(), ")"),
+                   0);
+    }
+    if (binary_) {
+      if (std::string(response_[http::field::sec_websocket_protocol]) != kBinarySubprotocol) {
+        Ended("handshake: the edge did not accept subprotocol roomcast.v1.proto", 0);
+        return ShutSocket();
+      }
+      v1::ClientFrame join;
+      join.set_id(1);
+      join.mutable_join()->set_room(room_);
+      join_frame_ = join.SerializeAsString();
+    } else {
+      join_frame_ = JoinFrameJson();
+    }
+    ws_.binary(binary_);
+    ws_.async_write(net::buffer(join_frame_), [self = Self()](beast::error_code ec, size_t) {
+      if (ec) self->Ended(absl::StrCat("write join: ", ec.message()), 0);
+    });
+    Read();
+  }
+
+  void Read() {
+    ws_.async_read(buffer_, [self = Self()](beast::error_code ec, size_t n) { self->OnRead(ec, n); });
+  }
+
+  void OnRead(beast::error_code ec, size_t n) {
+    if (ec) {
+      const int code = ec == websocket::error::closed ? ws_.reason().code : 0;
+      return Ended(absl::StrCat("read: ", ec.message()), code);
+    }
+    thread_.bytes += n;
+    absl::string_view frame(static_cast<const char*>(buffer_.cdata().data()), buffer_.size());
+    if (ws_.got_text()) {
+      OnJsonFrame(frame);
+    } else {
+      OnBinaryFrame(frame);
+    }
+    buffer_.consume(buffer_.size());
+    if (!closed_) Read();
+  }
+
+  const bool binary_;
+  websocket::stream<beast::tcp_stream> ws_;
+  websocket::response_type response_;
+  beast::flat_buffer buffer_;
+  std::string join_frame_;
+};
+
+// GET /sse?room=R, then the body is an event stream until the connection
+// ends (the edge writes it raw: no length, no chunking).
+class SseSubscriber final : public Subscriber {
+ public:
+  SseSubscriber(Shared& shared, ClientThread& thread, size_t room_index, std::string room)
+      : Subscriber(shared, thread, room_index, std::move(room)), stream_(thread.ioc) {}
+
+  void Start() override {
+    start_ns_ = NowNs();
+    stream_.expires_after(kConnectTimeout);
+    stream_.async_connect(shared_.endpoint,
+                          [self = Self()](beast::error_code ec) { self->OnConnect(ec); });
+  }
+
+ private:
+  std::shared_ptr<SseSubscriber> Self() {
+    return std::static_pointer_cast<SseSubscriber>(shared_from_this());
+  }
+
+  void ShutSocket() override {
+    beast::error_code ec;
+    stream_.socket().close(ec);
+  }
+
+  void OnConnect(beast::error_code ec) {
+    if (ec) return Ended(absl::StrCat("connect: ", ec.message()), 0);
+    stream_.expires_never();
+    request_ = absl::StrCat("GET /sse?room=", room_, " HTTP/1.1\r\nHost: ", shared_.host_header,
+                            "\r\nAccept: text/event-stream\r\n\r\n");
+    net::async_write(stream_, net::buffer(request_), [self = Self()](beast::error_code ec, size_t) {
+      if (ec) self->Ended(absl::StrCat("write request: ", ec.message()), 0);
+    });
+    Read();
+  }
+
+  void Read() {
+    stream_.async_read_some(net::buffer(chunk_),
+                            [self = Self()](beast::error_code ec, size_t n) { self->OnRead(ec, n); });
+  }
+
+  void OnRead(beast::error_code ec, size_t n) {
+    if (ec) return Ended(absl::StrCat("read: ", ec.message()), 0);
+    thread_.bytes += n;
+    pending_.append(chunk_.data(), n);
+    size_t pos = 0;
+    if (!header_done_) {
+      size_t end = pending_.find("\r\n\r\n");
+      if (end == std::string::npos) {
+        if (pending_.size() > 16 * 1024) return Fail("response header too large");
+        return Read();
+      }
+      if (!absl::StartsWith(pending_, "HTTP/1.1 200")) {
+        return Fail(absl::StrCat("HTTP ", pending_.substr(0, pending_.find("\r\n"))));
+      }
+      header_done_ = true;
+      pos = end + 4;
+    }
+    for (;;) {
+      size_t end = pending_.find("\n\n", pos);
+      if (end == std::string::npos) break;
+      absl::string_view block(pending_.data() + pos, end - pos);
+      pos = end + 2;
+      // One JSON frame per event: a single data: line (the edge never
+      // breaks its compact JSON over lines).
+      while (!block.empty()) {
+        size_t eol = block.find('\n');
+        absl::string_view line = block.substr(0, eol);
+        if (absl::StartsWith(line, "data: ")) OnJsonFrame(line.substr(6));
+        if (eol == absl::string_view::npos) break;
+        block.remove_prefix(eol + 1);
+      }
+      if (closed_) return;
+    }
+    pending_.erase(0, pos);
+    Read();
+  }
+
+  void Fail(const std::string& why) {
+    Ended(why, 0);
+    ShutSocket();
+  }
+
+  beast::tcp_stream stream_;
+  std::string request_;
+  std::array<char, 4096> chunk_;
+  std::string pending_;
+  bool header_done_ = false;
+};
+
+}  // namespace
+
+class ClientPool::Impl {
+ public:
+  explicit Impl(ClientOptions options) {
+    shared_.options = std::move(options);
+    const ClientOptions& o = shared_.options;
+    net::io_context resolver_context;
+    tcp::resolver resolver(resolver_context);
+    auto results = resolver.resolve(o.host, o.port);  // Throws at start-up only.
+    shared_.endpoint = *results.begin();
+    shared_.host_header = absl::StrCat(o.host, ":", o.port);
+    const int n = std::max(1, o.threads);
+    for (int i = 0; i < n; ++i) {
+      threads_.push_back(std::make_unique<ClientThread>());
+      ClientThread* t = threads_.back().get();
+      t->thread = std::thread([t] { t->ioc.run(); });
+    }
+  }
+
+  ~Impl() {
+    CloseAll();
+    RunOnAll([](ClientThread& t) { t.subscribers.clear(); });
+    for (auto& t : threads_) {
+      t->guard.reset();
+      t->ioc.stop();
+      t->thread.join();
+    }
+  }
+
+  // Runs `fn` on every client thread and waits for all of them.
+  template <class Fn>
+  void RunOnAll(Fn fn) {
+    std::latch done(static_cast<ptrdiff_t>(threads_.size()));
+    for (auto& t : threads_) {
+      net::post(t->ioc, [&fn, &done, t = t.get()] {
+        fn(*t);
+        done.count_down();
+      });
+    }
+    done.wait();
+  }
+
+  ConnectReport Connect(int count, const std::vector<std::string>& rooms, absl::Duration timeout) {
+    ConnectReport report;
+    report.requested = count;
+    shared_.joined = 0;
+    shared_.failed = 0;
+    const int64_t start = NowNs();
+    const int64_t deadline = start + absl::ToInt64Nanoseconds(timeout);
+    auto done = [&] { return shared_.joined.load() + shared_.failed.load() >= count; };
+    int started = 0;
+    for (; started < count && NowNs() < deadline; ++started) {
+      while (shared_.connecting.load() >= shared_.options.max_connecting && NowNs() < deadline) {
+        std::this_thread::sleep_for(std::chrono::microseconds(200));
+      }
+      const size_t index = next_index_++;
+      ClientThread* t = threads_[index % threads_.size()].get();
+      const size_t room_index = index % rooms.size();
+      std::shared_ptr<Subscriber> s;
+      switch (shared_.options.transport) {
+        case Transport::kWebSocketJson:
+        case Transport::kWebSocketBinary:
+          s = std::make_shared<WebSocketSubscriber>(
+              shared_, *t, room_index, rooms[room_index],
+              shared_.options.transport == Transport::kWebSocketBinary);
+          break;
+        case Transport::kSse:
+          s = std::make_shared<SseSubscriber>(shared_, *t, room_index, rooms[room_index]);
+          break;
+      }
+      shared_.connecting.fetch_add(1);
+      net::post(t->ioc, [t, s = std::move(s)] {
+        t->subscribers.push_back(s);
+        s->Start();
+      });
+    }
+    while (!done() && NowNs() < deadline) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    if (!done()) {
+      RunOnAll([](ClientThread& t) {
+        for (auto& s : t.subscribers) s->FailIfNotJoined();
+      });
+    }
+    report.seconds = static_cast<double>(NowNs() - start) / 1e9;
+    report.joined = shared_.joined.load();
+    report.failed = shared_.failed.load() + (count - started);
+    if (count > started) report.errors["not started: connect phase timed out"] = count - started;
+    std::mutex mu;
+    RunOnAll([&](ClientThread& t) {
+      std::lock_guard<std::mutex> lock(mu);
+      report.latency.Merge(t.connect_latency);
+      for (const auto& [e, n] : t.connect_errors) report.errors[e] += n;
+      t.connect_latency.Reset();
+      t.connect_errors.clear();
+    });
+    return report;
+  }
+
+  void BeginStep(const std::vector<uint64_t>& base, int64_t measure_from_ns) {
+    RunOnAll([&](ClientThread& t) {
+      t.measure_from_ns = measure_from_ns;
+      t.latency.Reset();
+      t.duplicated = t.out_of_order = t.stale = t.unparsed = t.presence = t.bytes = 0;
+      for (auto& s : t.subscribers) {
+        s->in_step = s->open();
+        if (s->room_index() < base.size()) s->tally().Rebase(base[s->room_index()]);
+      }
+    });
+  }
+
+  int CountBehind(const std::vector<uint64_t>& last) {
+    std::atomic<int> behind{0};
+    RunOnAll([&](ClientThread& t) {
+      int n = 0;
+      for (auto& s : t.subscribers) {
+        if (!s->open() || s->room_index() >= last.size()) continue;
+        uint64_t target = last[s->room_index()];
+        if (target > 0 && s->tally().max_offset() < target) ++n;
+      }
+      behind.fetch_add(n);
+    });
+    return behind.load();
+  }
+
+  DeliveryTally EndStep(const std::vector<uint64_t>& first, const std::vector<uint64_t>& last) {
+    DeliveryTally total;
+    std::mutex mu;
+    RunOnAll([&](ClientThread& t) {
+      DeliveryTally d;
+      for (auto& s : t.subscribers) {
+        if (!s->in_step) continue;
+        ++d.subscribers;
+        const size_t r = s->room_index();
+        if (r < first.size() && r < last.size() && last[r] >= first[r] && last[r] > 0) {
+          const uint64_t expected = last[r] - first[r] + 1;
+          const uint64_t received = s->tally().CountInRange(first[r], last[r]);
+          d.expected += expected;
+          d.received += received;
+          if (received < expected) {
+            d.lost += expected - received;
+            ++d.subscribers_with_loss;
+          }
+        }
+        if (s->closed()) {
+          ++d.disconnected;
+          ++d.close_codes[s->close_code()];
+        }
+      }
+      d.duplicated = t.duplicated;
+      d.out_of_order = t.out_of_order;
+      d.stale = t.stale;
+      d.unparsed_frames = t.unparsed;
+      d.presence_frames = t.presence;
+      d.bytes_received = t.bytes;
+      std::lock_guard<std::mutex> lock(mu);
+      total.subscribers += d.subscribers;
+      total.expected += d.expected;
+      total.received += d.received;
+      total.lost += d.lost;
+      total.duplicated += d.duplicated;
+      total.out_of_order += d.out_of_order;
+      total.stale += d.stale;
+      total.unparsed_frames += d.unparsed_frames;
+      total.presence_frames += d.presence_frames;
+      total.subscribers_with_loss += d.subscribers_with_loss;
+      total.disconnected += d.disconnected;
+      for (const auto& [code, n] : d.close_codes) total.close_codes[code] += n;
+      total.bytes_received += d.bytes_received;
+      total.latency.Merge(t.latency);
+    });
+    return total;
+  }
+
+  void CloseAll() {
+    RunOnAll([](ClientThread& t) {
+      for (auto& s : t.subscribers) s->Close();
+    });
+  }
+
+  int open() const { return shared_.open.load(); }
+
+ private:
+  Shared shared_;
+  std::vector<std::unique_ptr<ClientThread>> threads_;
+  size_t next_index_ = 0;
+};
+
+ClientPool::ClientPool(ClientOptions options) : impl_(std::make_unique<Impl>(std::move(options))) {}
+ClientPool::~ClientPool() = default;
+
+ConnectReport ClientPool::Connect(int count, const std::vector<std::string>& rooms,
+                                  absl::Duration timeout) {
+  return impl_->Connect(count, rooms, timeout);
+}
+void ClientPool::BeginStep(const std::vector<uint64_t>& base, int64_t measure_from_ns) {
+  impl_->BeginStep(base, measure_from_ns);
+}
+int ClientPool::CountBehind(const std::vector<uint64_t>& last) { return impl_->CountBehind(last); }
+DeliveryTally ClientPool::EndStep(const std::vector<uint64_t>& first,
+                                  const std::vector<uint64_t>& last) {
+  return impl_->EndStep(first, last);
+}
+int ClientPool::open() const { return impl_->open(); }
+void ClientPool::CloseAll() { impl_->CloseAll(); }
+
+}  // namespace roomcast::bench

@@ -1,0 +1,82 @@
+// ClientPool: the subscribing side of roomcast-bench. Opens N browser-like
+// connections to an edge (WebSocket with JSON text frames, WebSocket with the
+// binary "roomcast.v1.proto" subprotocol, or SSE), each joined to one room,
+// spread over `threads` client threads (one io_context each). Every received
+// message is matched to its room position (loss, duplicates, reordering)
+// and, when its payload carries {"t": NowNs() at publish}, to a latency.
+//
+// The header has no Beast types: Beast lives in bench_clients.cc only (it is
+// expensive to compile).
+//
+// Thread-safety: the public methods are called from one coordinating thread.
+// Each subscriber and its counters belong to one client thread; the pool
+// reads them by posting work onto those threads and waiting for it.
+#ifndef ROOMCAST_BENCHMARKS_BENCH_CLIENTS_H_
+#define ROOMCAST_BENCHMARKS_BENCH_CLIENTS_H_
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/time/time.h"
+#include "benchmarks/bench_stats.h"
+
+namespace roomcast::bench {
+
+enum class Transport { kWebSocketJson, kWebSocketBinary, kSse };
+
+struct ClientOptions {
+  std::string host = "127.0.0.1";
+  std::string port = "8080";
+  Transport transport = Transport::kWebSocketJson;
+  int threads = 1;
+  // Connections in the TCP-connect / upgrade / join phase at once: a burst of
+  // thousands of SYNs would overflow the edge's accept backlog and measure
+  // kernel retransmits (1 s, 3 s...) instead of the edge.
+  int max_connecting = 200;
+  // A connection not joined by then counts as failed.
+  absl::Duration join_timeout = absl::Seconds(20);
+};
+
+class ClientPool {
+ public:
+  explicit ClientPool(ClientOptions options);
+  ~ClientPool();  // Closes every connection and joins the threads.
+  ClientPool(const ClientPool&) = delete;
+  ClientPool& operator=(const ClientPool&) = delete;
+
+  // Opens `count` more subscribers; the i-th new one (counting from every
+  // subscriber opened before) joins rooms[i % rooms.size()]. Blocks until
+  // each has joined or failed, or `timeout` passed (the rest count as failed
+  // and are closed).
+  ConnectReport Connect(int count, const std::vector<std::string>& rooms, absl::Duration timeout);
+
+  // Starts a step: forgets counters, and makes every subscriber ignore
+  // offsets <= base[room index] (published before the step). Latency is
+  // recorded for messages whose "t" is >= measure_from_ns.
+  void BeginStep(const std::vector<uint64_t>& base, int64_t measure_from_ns);
+
+  // Open subscribers that have not yet received offset last[room index]
+  // (those with nothing to wait for, last == 0, do not count).
+  int CountBehind(const std::vector<uint64_t>& last);
+
+  // Ends a step: what every subscriber open at BeginStep saw of the offsets
+  // [first[r], last[r]] of its room r (an empty range when last < first).
+  DeliveryTally EndStep(const std::vector<uint64_t>& first, const std::vector<uint64_t>& last);
+
+  // Subscribers open now.
+  int open() const;
+
+  // Closes every connection (the sockets are shut, not handshaken: the edge
+  // must cope with peers that vanish).
+  void CloseAll();
+
+ private:
+  class Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace roomcast::bench
+
+#endif  // ROOMCAST_BENCHMARKS_BENCH_CLIENTS_H_
