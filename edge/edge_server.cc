@@ -183,9 +183,19 @@ class WsSession final : public Client, public std::enable_shared_from_this<WsSes
     ws_.async_accept(req, beast::bind_front_handler(&WsSession::OnAccept, shared_from_this()));
   }
 
+  // Live fan-out is what can outrun a client, so the queue limit applies
+  // here; replies are paced by the client's own (rate-limited) requests.
   void Deliver(const FramePtr& frame) override {
-    if (closing_) return;
+    if (closing_ || close_sent_ || !open_) return;
     const std::string& bytes = encoding_ == Encoding::kJson ? frame->json : frame->protobuf;
+    if (queued_bytes_ + bytes.size() > ctx_.options.max_queued_bytes) {
+      // Slow consumer: drop what waits (keep the write in flight), tell the
+      // client why, and close. It reconnects and resumes from its last position.
+      ctx_.hub.counters().slow_consumer_total.fetch_add(1);
+      while (queue_.size() > (writing_ ? 1u : 0u)) PopBack();
+      Close(v1::SLOW_CONSUMER, "slow consumer: too much data waiting; resume from the last position");
+      return;
+    }
     Enqueue(std::shared_ptr<const void>(frame), net::buffer(bytes));
   }
 
@@ -239,27 +249,30 @@ class WsSession final : public Client, public std::enable_shared_from_this<WsSes
   }
 
   void HandleFrame(absl::string_view payload) {
-    if (!limiter_.Allow()) {
-      BadRequest(0, absl::ResourceExhaustedError("rate limit exceeded; slow down"));
-      return;
-    }
-    if (ws_.got_text() != (encoding_ == Encoding::kJson)) {
-      BadRequest(0, absl::InvalidArgumentError(
-                        encoding_ == Encoding::kJson
-                            ? "binary frame on a JSON connection (use subprotocol roomcast.v1.proto)"
-                            : "text frame on a protobuf connection"));
-      return;
-    }
+    // Decode first, in the frame's own encoding, so that every error below
+    // can carry the request id.
+    Encoding received = ws_.got_text() ? Encoding::kJson : Encoding::kProtobuf;
     uint64_t id = 0;
-    absl::StatusOr<v1::ClientFrame> frame = DecodeClientFrame(payload, encoding_, &id);
+    absl::StatusOr<v1::ClientFrame> frame = DecodeClientFrame(payload, received, &id);
+    if (received != encoding_) {
+      BadRequest(id, absl::InvalidArgumentError(
+                         encoding_ == Encoding::kJson
+                             ? "binary frame on a JSON connection (use subprotocol roomcast.v1.proto)"
+                             : "text frame on a protobuf connection"));
+      return;
+    }
     if (!frame.ok()) {
       BadRequest(id, frame.status());
       return;
     }
-    id = frame->id();
+    if (!limiter_.Allow()) {
+      BadRequest(id, absl::ResourceExhaustedError("rate limit exceeded; slow down"));
+      return;
+    }
     v1::EdgeRequest request;
     switch (frame->op_case()) {
       case v1::ClientFrame::kPing: {
+        if (id == 0) return;  // No reply wanted.
         v1::ServerFrame reply;
         reply.set_id(id);
         reply.mutable_reply()->mutable_pong();
@@ -342,6 +355,8 @@ class WsSession final : public Client, public std::enable_shared_from_this<WsSes
           break;
         }
         case v1::EdgeReply::kLeave:
+          // Also undoes a join that was still pending when the leave was sent.
+          if (joined_.erase(request.leave().room()) > 0) ctx_.hub.Leave(*this, request.leave().room());
           r->mutable_leave();
           break;
         case v1::EdgeReply::kPublish:
@@ -359,7 +374,7 @@ class WsSession final : public Client, public std::enable_shared_from_this<WsSes
         default:
           break;
       }
-      frames.push_back(EncodeServerFrame(out, encoding_));
+      if (id != 0) frames.push_back(EncodeServerFrame(out, encoding_));  // 0: no reply wanted.
     }
     for (auto& slot : slots_) {
       if (!slot.has_value()) {
@@ -387,9 +402,16 @@ class WsSession final : public Client, public std::enable_shared_from_this<WsSes
     }
   }
 
+  // Counts bad requests per minute: an occasional mistake never adds up to
+  // a close, a client stuck in a loop of them does.
   void BadRequest(uint64_t id, const absl::Status& status) {
     ctx_.hub.counters().bad_requests_total.fetch_add(1);
     ReplyLocal(ErrorFrame(id, status));
+    auto now = std::chrono::steady_clock::now();
+    if (now - bad_window_start_ > std::chrono::minutes(1)) {
+      bad_window_start_ = now;
+      bad_requests_ = 0;
+    }
     if (++bad_requests_ > ctx_.options.max_bad_requests) {
       Close(v1::BAD_REQUEST, "too many malformed or rate-limited requests");
     }
@@ -403,14 +425,6 @@ class WsSession final : public Client, public std::enable_shared_from_this<WsSes
 
   void Enqueue(std::shared_ptr<const void> owner, net::const_buffer buffer) {
     if (close_sent_ || !open_) return;
-    if (queued_bytes_ + buffer.size() > ctx_.options.max_queued_bytes && !closing_) {
-      // Slow consumer: drop what waits (keep the write in flight), tell the
-      // client why, and close. It reconnects and resumes from its last position.
-      ctx_.hub.counters().slow_consumer_total.fetch_add(1);
-      while (queue_.size() > (writing_ ? 1u : 0u)) PopBack();
-      Close(v1::SLOW_CONSUMER, "slow consumer: too much data waiting; resume from the last position");
-      return;
-    }
     queue_.push_back({std::move(owner), buffer});
     queued_bytes_ += buffer.size();
     ctx_.hub.counters().queued_bytes.fetch_add(buffer.size());
@@ -488,6 +502,7 @@ class WsSession final : public Client, public std::enable_shared_from_this<WsSes
   bool cleaned_ = false;
   bool writing_ = false;
   int bad_requests_ = 0;
+  std::chrono::steady_clock::time_point bad_window_start_ = std::chrono::steady_clock::now();
   v1::DisconnectCode close_code_ = v1::GOING_AWAY;
   std::string close_reason_;
   std::deque<Outbound> queue_;
@@ -562,6 +577,13 @@ class SseSession final : public Client, public std::enable_shared_from_this<SseS
 
   void Deliver(const FramePtr& frame) override {
     if (closing_) return;
+    if (pending_.size() + frame->json.size() > ctx_.options.max_queued_bytes) {
+      ctx_.hub.counters().slow_consumer_total.fetch_add(1);
+      ctx_.hub.counters().queued_bytes.fetch_sub(pending_.size());
+      pending_.clear();
+      Close(v1::SLOW_CONSUMER, "slow consumer: too much data waiting; resume with Last-Event-ID");
+      return;
+    }
     if (frame->is_message) cursor_[frame->room] = frame->position;
     AppendEvent(frame->json);
   }
@@ -573,7 +595,9 @@ class SseSession final : public Client, public std::enable_shared_from_this<SseS
     d->set_code(code);
     d->set_reason(reason);
     d->set_reconnect(Reconnects(code));
-    AppendEvent(EncodeServerFrame(frame, Encoding::kJson));
+    // No id line: the browser's Last-Event-ID stays at the last event it
+    // really received (after a slow-consumer drop, not at dropped ones).
+    Append(absl::StrCat("data: ", EncodeServerFrame(frame, Encoding::kJson), "\n\n"));
     closing_ = true;  // The stream ends once this last event is written.
     MaybeWrite();
   }
@@ -597,7 +621,10 @@ class SseSession final : public Client, public std::enable_shared_from_this<SseS
   void OnJoined(const std::string& room, const v1::EdgeReply& reply) {
     if (closing_) return;
     if (reply.has_error()) {
-      AppendEvent(EncodeServerFrame(ErrorFrame(0, ToStatus(reply.error())), Encoding::kJson));
+      absl::Status status = ToStatus(reply.error());
+      AppendEvent(EncodeServerFrame(
+          ErrorFrame(0, absl::Status(status.code(), absl::StrCat("room \"", room, "\": ", status.message()))),
+          Encoding::kJson));
       if (reply.error().code() == grpc::StatusCode::UNAVAILABLE) {
         Close(v1::RECONNECT, "the core link went down; reconnect");
       }
@@ -634,13 +661,6 @@ class SseSession final : public Client, public std::enable_shared_from_this<SseS
 
   void Append(absl::string_view text) {
     if (!open_ || done_) return;
-    if (pending_.size() + text.size() > ctx_.options.max_queued_bytes && !closing_) {
-      ctx_.hub.counters().slow_consumer_total.fetch_add(1);
-      ctx_.hub.counters().queued_bytes.fetch_sub(pending_.size());
-      pending_.clear();
-      Close(v1::SLOW_CONSUMER, "slow consumer: too much data waiting; resume with Last-Event-ID");
-      return;
-    }
     pending_.append(text.data(), text.size());
     ctx_.hub.counters().queued_bytes.fetch_add(text.size());
     MaybeWrite();
@@ -809,9 +829,11 @@ class HttpSession final : public std::enable_shared_from_this<HttpSession> {
     } else if (path == "/publish" && req.method() == http::verb::options) {
       Preflight(std::move(req));
     } else if (path == "/healthz" && is_get) {
-      bool up = ctx_.link.generation() != 0 && !ctx_.shutting_down;
-      Respond(Text(up ? http::status::ok : http::status::service_unavailable,
-                   up ? "ok\n" : "not ready: no core link\n", req));
+      const char* state = ctx_.shutting_down            ? "not ready: shutting down\n"
+                          : ctx_.link.generation() == 0 ? "not ready: no core link\n"
+                                                        : nullptr;
+      Respond(Text(state == nullptr ? http::status::ok : http::status::service_unavailable,
+                   state == nullptr ? "ok\n" : state, req));
     } else if (path == "/metrics" && is_get) {
       Respond(Text(http::status::ok, Metrics(), req, "text/plain; version=0.0.4"));
     } else if (path == "/" && is_get) {
@@ -879,7 +901,7 @@ class HttpSession final : public std::enable_shared_from_this<HttpSession> {
     for (auto param : url.params()) {
       if (param.key == "room") {
         for (absl::string_view r : absl::StrSplit(std::string(param.value), ',', absl::SkipEmpty())) {
-          rooms.emplace_back(r);
+          if (std::find(rooms.begin(), rooms.end(), r) == rooms.end()) rooms.emplace_back(r);
         }
       } else if (param.key == "lastEventId" && last_event_id.empty()) {
         last_event_id = param.value;

@@ -24,7 +24,7 @@ struct EdgeOptions {
   int threads = 2;
 
   // Past this many open WebSocket + SSE connections new clients get HTTP 503
-  // with Retry-After (or close 1013 after an upgrade).
+  // with Retry-After (before the WebSocket upgrade).
   size_t max_connections = 20'000;
   // Largest WebSocket message accepted (close 1009 beyond it).
   size_t max_frame_bytes = 64 * 1024;
@@ -33,14 +33,17 @@ struct EdgeOptions {
   // Requests per second per connection (token bucket) and the burst allowed.
   double rate_limit_per_second = 100;
   double rate_limit_burst = 200;
-  // Malformed or rate-limited requests tolerated per connection before it is
-  // closed with 4500 (do not reconnect).
+  // Malformed or rate-limited requests tolerated per connection per minute
+  // before it is closed with 4500 (do not reconnect).
   int max_bad_requests = 20;
-  // Bytes waiting to be written to one client before it is closed as a slow
-  // consumer (4001 / SSE stream ends); bounds memory per connection.
+  // Bytes of live room events waiting to be written to one client before it
+  // is closed as a slow consumer (4001 / SSE stream ends); bounds memory per
+  // connection. Replies to the client's own requests are not counted against
+  // it (they are paced by the rate limit).
   size_t max_queued_bytes = 1024 * 1024;
 
-  // WebSocket: ping after this much silence, close after as much again.
+  // WebSocket: a ping goes out after half of this without data from the
+  // peer; the connection is closed when the whole of it passes.
   absl::Duration idle_timeout = absl::Seconds(30);
   // Time to complete the HTTP request or the WebSocket handshake.
   absl::Duration handshake_timeout = absl::Seconds(10);

@@ -143,6 +143,22 @@ describe("edge with one core", { timeout: 60000 }, () => {
     await c.close();
   });
 
+  test("a leave sent right behind its join wins; requests with id 0 get no reply", async () => {
+    const c = await Client.open(edge);
+    c.send({ id: 1, join: { room: "flip" } });
+    c.send({ id: 2, leave: { room: "flip" } });
+    c.send({ id: 0, ping: {} });
+    c.nextId = 10;
+    await waitFor(() => c.frames.some((f) => f.id === "2"));
+    await publish(edge, "flip", "after the leave");
+    const pong = await c.request({ ping: {} }); // Everything before it was handled.
+    assert.ok(pong.reply);
+    assert.equal(c.messages("flip").length, 0);
+    assert.equal(c.frames.filter((f) => f.reply?.pong !== undefined).length, 1);
+    assert.ok((await c.request({ join: { room: "flip" } })).reply.join); // Not "already joined".
+    await c.close();
+  });
+
   test("presence: members and join/leave events", async () => {
     const a = await Client.open(edge);
     const b = await Client.open(edge);
@@ -286,6 +302,7 @@ describe("edge timeouts, rate limits and binary frames", { timeout: 60000 }, () 
     const limited = c.frames.filter((f) => f.error);
     assert.ok(limited.length >= 10, `only ${limited.length} limited`);
     assert.ok(limited.every((f) => f.error.code === 8));
+    assert.ok(limited.every((f) => Number(f.id) > 0)); // Each error names its request.
     await c.close();
   });
 
