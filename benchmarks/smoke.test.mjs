@@ -1,0 +1,127 @@
+// Smoke test of roomcast-bench: runs every preset at a tiny size against a
+// real roomcast-core + roomcast-edge on port 0 and checks that the harness
+// completes and that what it measured is consistent: every subscriber joined,
+// every published message reached every subscriber of its room once (0 lost,
+// 0 duplicated, 0 out of order). It asserts no speed.
+import assert from "node:assert/strict";
+import { spawn } from "node:child_process";
+import fs from "node:fs";
+import os from "node:os";
+import path from "node:path";
+import { after, before, test } from "node:test";
+import { startCore, startEdge, stopProcess } from "../tests/integration/lib.mjs";
+
+const benchBin = process.env.ROOMCAST_BENCH_BIN;
+assert.ok(benchBin, "set ROOMCAST_BENCH_BIN to the roomcast-bench binary");
+const tmp = fs.mkdtempSync(path.join(os.tmpdir(), "roomcast-bench-smoke-"));
+
+let core;
+let edge;
+before(async () => {
+  core = await startCore();
+  edge = await startEdge(core);
+});
+after(async () => {
+  if (edge) await stopProcess(edge);
+  if (core) await stopProcess(core);
+  fs.rmSync(tmp, { recursive: true, force: true });
+});
+
+// Runs roomcast-bench (bounded by `timeoutMs`) and resolves with its exit
+// code, output and parsed JSON report.
+function bench(args, timeoutMs = 60000) {
+  const json = path.join(tmp, `report-${Math.random().toString(36).slice(2)}.json`);
+  const full = [`--edge=${edge.address}`, `--core=${core.address}`,
+    `--edge-pid=${edge.proc.pid}`, `--core-pid=${core.proc.pid}`, `--json=${json}`, ...args];
+  return new Promise((resolve) => {
+    const proc = spawn(benchBin, full, { stdio: ["ignore", "pipe", "pipe"] });
+    let out = "";
+    let err = "";
+    proc.stdout.on("data", (d) => (out += d));
+    proc.stderr.on("data", (d) => (err += d));
+    const timer = setTimeout(() => proc.kill("SIGKILL"), timeoutMs);
+    proc.on("exit", (code, signal) => {
+      clearTimeout(timer);
+      const report = fs.existsSync(json) ? JSON.parse(fs.readFileSync(json, "utf8")) : null;
+      resolve({ code, signal, out, err, report });
+    });
+  });
+}
+
+// Every step delivered each published message exactly once to each
+// subscriber of its room (the configurations spread subscribers evenly over
+// rooms, and the rate is the same in every room).
+function assertClean(r, { subscribers }) {
+  assert.equal(r.code, 0, `exit ${r.code} ${r.signal ?? ""}\n${r.out}\n${r.err}`);
+  const rep = r.report;
+  assert.ok(rep, "no JSON report");
+  const joined = rep.connects.reduce((n, c) => n + c.joined, 0);
+  const failed = rep.connects.reduce((n, c) => n + c.failed, 0);
+  assert.equal(joined, subscribers, r.out);
+  assert.equal(failed, 0, r.out);
+  assert.ok(rep.steps.length > 0, r.out);
+  for (const s of rep.steps) {
+    assert.ok(s.published > 0, `${s.label}: nothing published\n${r.out}`);
+    assert.equal(s.publish_errors, 0, r.out);
+    assert.equal(s.expected, (s.published * s.subscribers) / s.rooms, `${s.label}: expected deliveries\n${r.out}`);
+    assert.equal(s.received, s.expected, `${s.label}: received\n${r.out}`);
+    assert.equal(s.lost, 0, r.out);
+    assert.equal(s.duplicated, 0, r.out);
+    assert.equal(s.out_of_order, 0, r.out);
+    assert.equal(s.disconnected, 0, r.out);
+    assert.equal(s.unparsed_frames, 0, r.out);
+    assert.ok(s.drained, r.out);
+    assert.ok(s.latency.count > 0, `${s.label}: no latency sample\n${r.out}`);
+  }
+  assert.equal(rep.lost, 0);
+  assert.equal(rep.duplicated, 0);
+  assert.equal(typeof rep.edge_kib_per_connection, "number");
+  assert.equal(typeof rep.core_kib_per_connection, "number");
+  assert.ok(rep.generator_cpu_seconds > 0);
+}
+
+const tiny = ["--warmup=200ms", "--duration=1s", "--drain=5s"];
+
+test("fanout over WebSocket JSON: 20 subscribers, two rate steps", async () => {
+  const r = await bench(["--preset=fanout", "--subscribers=20", "--duration=2s", "--warmup=200ms", "--rates=20,50"]);
+  assertClean(r, { subscribers: 20 });
+  assert.match(r.out, /rate=20 .*\n.*rate=50 /);
+});
+
+test("fanout over binary WebSocket", async () => {
+  const r = await bench(["--preset=fanout", "--transport=ws-binary", "--subscribers=10", "--rates=20", ...tiny]);
+  assertClean(r, { subscribers: 10 });
+});
+
+test("fanout over SSE", async () => {
+  const r = await bench(["--preset=fanout", "--transport=sse", "--subscribers=10", "--rates=20", ...tiny]);
+  assertClean(r, { subscribers: 10 });
+});
+
+test("rooms: 4 rooms x 3 subscribers", async () => {
+  const r = await bench(["--preset=rooms", "--rooms=4", "--subscribers=12", "--rate=10", ...tiny]);
+  assertClean(r, { subscribers: 12 });
+  assert.equal(r.report.steps[0].rooms, 4);
+});
+
+test("ladder: rungs of 100 and 120 subscribers", async () => {
+  const r = await bench(["--preset=ladder", "--subscribers=120", "--rate=10", ...tiny]);
+  assertClean(r, { subscribers: 120 });
+  assert.deepEqual(r.report.steps.map((s) => s.subscribers), [100, 120]);
+});
+
+test("idle: 100 connections, then one message reaches each", async () => {
+  const r = await bench(["--preset=idle", "--subscribers=100", "--duration=500ms"]);
+  assertClean(r, { subscribers: 100 });
+  assert.equal(r.report.steps[0].published, 1);
+  assert.equal(r.report.steps[0].received, 100);
+});
+
+test("unknown and unimplemented presets are refused with a clear message", async () => {
+  let r = await bench(["--preset=nope"]);
+  assert.equal(r.code, 2);
+  assert.match(r.err, /unknown preset "nope": choose one of fanout, rooms, ladder, idle, churn/);
+  r = await bench(["--preset=churn"]);
+  assert.equal(r.code, 2);
+  assert.match(r.err, /churn is not implemented yet/);
+});
