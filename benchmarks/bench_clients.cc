@@ -514,6 +514,8 @@ class ClientPool::Impl {
     RunOnAll([&](ClientThread& t) {
       std::lock_guard<std::mutex> lock(mu);
       report.latency.Merge(t.connect_latency);
+      report.presence_frames += t.presence;
+      t.presence = 0;
       for (const auto& [e, n] : t.connect_errors) report.errors[e] += n;
       t.connect_latency.Reset();
       t.connect_errors.clear();

@@ -253,6 +253,10 @@ std::string FormatTable(const RunReport& r) {
                               c.seconds > 0 ? c.joined / c.seconds : 0.0,
                               Ms(c.latency.Percentile(50)), Ms(c.latency.Percentile(99)),
                               Ms(c.latency.max())));
+    if (c.presence_frames > 0) {
+      absl::StrAppend(&out, absl::StrFormat("  %d presence frames received while connecting\n",
+                                            c.presence_frames));
+    }
     for (const auto& [error, n] : c.errors) {
       absl::StrAppend(&out, absl::StrFormat("  %d x %s\n", n, error));
     }
@@ -346,6 +350,7 @@ std::string FormatJson(const RunReport& r) {
     o["requested"] = c.requested;
     o["joined"] = c.joined;
     o["failed"] = c.failed;
+    o["presence_frames"] = c.presence_frames;
     o["seconds"] = c.seconds;
     o["latency"] = LatencyJson(c.latency);
     boost::json::object errors;

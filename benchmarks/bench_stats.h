@@ -114,6 +114,7 @@ struct ConnectReport {
   int failed = 0;
   double seconds = 0;   // Wall time until every connection joined or failed.
   Histogram latency;    // Per connection: TCP connect to join confirmed.
+  uint64_t presence_frames = 0;  // Received during the phase (JOINs of later joiners).
   std::map<std::string, int> errors;  // First error text -> connections.
 };
 
