@@ -276,10 +276,10 @@ std::string FormatTable(const RunReport& r) {
   if (!r.steps.empty()) {
     absl::StrAppend(&out, absl::StrFormat(
                               "\n%-12s %7s %6s %9s %11s %7s %7s %7s %7s %7s %6s %4s %4s %4s %6s %6s "
-                              "%6s %s\n",
+                              "%6s %9s %s\n",
                               "step", "rate/rm", "subs", "published", "delivered/s", "p50ms",
                               "p90ms", "p99ms", "p999ms", "maxms", "lost", "dup", "ooo", "disc",
-                              "gen%", "edge%", "core%", "verdict"));
+                              "gen%", "edge%", "core%", "edgeKiB/c", "verdict"));
   }
   for (const StepReport& s : r.steps) {
     const DeliveryTally& d = s.delivery;
@@ -290,13 +290,15 @@ std::string FormatTable(const RunReport& r) {
     absl::StrAppend(
         &out,
         absl::StrFormat("%-12s %7s %6d %9d %11.0f %7.2f %7.2f %7.2f %7.2f %7.2f %6d %4d %4d %4d "
-                        "%6s %6s %6s %s\n",
+                        "%6s %6s %6s %9s %s\n",
                         s.label, Rate(s.rate_per_room), s.subscribers, s.published,
                         s.delivered_per_second, Ms(d.latency.Percentile(50)),
                         Ms(d.latency.Percentile(90)), Ms(d.latency.Percentile(99)),
                         Ms(d.latency.Percentile(99.9)), Ms(d.latency.max()), d.lost, d.duplicated,
                         d.out_of_order, d.disconnected, pct(s.generator_cpu_seconds),
-                        pct(s.edge_cpu_seconds), pct(s.core_cpu_seconds), s.verdict));
+                        pct(s.edge_cpu_seconds), pct(s.core_cpu_seconds),
+                        Optional(KibPerConnection(r.edge_before, s.edge_after, s.subscribers)),
+                        s.verdict));
   }
   for (const StepReport& s : r.steps) {
     const DeliveryTally& d = s.delivery;
