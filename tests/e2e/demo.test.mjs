@@ -1,8 +1,9 @@
 // Browser end-to-end test of the demo page the edge serves at "/": two
 // headless Chromium tabs chat over WebSocket in room "lobby" and watch the
-// dashboard fed over SSE from room "stats"; then the edge restarts on the same
-// port and both tabs must resume by themselves, without showing old messages
-// twice.
+// dashboard fed over SSE from room "stats", both through the client module
+// (/roomcast.js); then the edge restarts on the same port and both tabs must
+// resume by themselves, without showing old messages twice, and come back
+// after a period of 503s (no core link).
 import { after, before, test } from "node:test";
 import assert from "node:assert/strict";
 import fs from "node:fs";
@@ -57,7 +58,7 @@ after(async () => {
 
 async function openTab(name) {
   const page = context.pages().length && !Object.keys(tabs).length ? context.pages()[0] : await context.newPage();
-  const tab = { page, errors: [], sse: [], failed: [] };
+  const tab = { page, errors: [], sse: [], failed: [], module: 0 };
   page.on("pageerror", (e) => tab.errors.push(String(e)));
   // Failed loads are checked through "response" below, with their URLs.
   page.on("console", (m) => {
@@ -67,6 +68,7 @@ async function openTab(name) {
   });
   page.on("response", (r) => {
     if (r.status() >= 400) tab.failed.push({ status: r.status(), path: new URL(r.url()).pathname });
+    if (r.status() === 200 && new URL(r.url()).pathname === "/roomcast.js") tab.module++;
   });
   // EventSource (re)connections, with the headers the browser sent.
   page.on("request", (r) => {
@@ -88,15 +90,18 @@ const text = (page, sel) => page.locator(sel).textContent({ timeout: WAIT });
 const logLines = (page) => page.locator("#log p:not(.sys)").allTextContents();
 const sysLines = (page) => page.locator("#log p.sys").allTextContents();
 
-async function waitJoined(page, joins) {
-  // data-joins counts the join replies the page received: it is connected and
-  // subscribed, so a message published now reaches it.
+// data-joins on #chat-state counts the successful joins of "lobby" (the
+// module's "join" events): one more than before means the page is connected
+// and subscribed again, so a message published now reaches it.
+const joins = async (page) => Number((await page.locator("#chat-state").getAttribute("data-joins")) || 0);
+
+async function waitJoined(page, atLeast) {
   await page.waitForFunction(
     (n) => {
       const s = document.getElementById("chat-state");
       return s.textContent === "connected" && Number(s.dataset.joins || 0) >= n;
     },
-    joins,
+    atLeast,
     POLL,
   );
 }
@@ -106,7 +111,7 @@ async function say(tab, message) {
   await tab.page.bringToFront();
   await tab.page.fill("#text", message);
   await tab.page.click("#send button");
-  // The form clears the input once the frame is on the socket.
+  // The form clears the input once it handed the message to the client.
   await tab.page.waitForFunction(() => document.getElementById("text").value === "", null, POLL);
 }
 
@@ -143,6 +148,7 @@ test("two tabs chat over WebSocket", TEST, async () => {
   const b = await openTab("bob");
   await waitJoined(a.page, 1);
   await waitJoined(b.page, 1);
+  for (const t of [a, b]) assert.ok(t.module >= 1, "the page loaded the client module /roomcast.js");
   assert.equal(await text(a.page, "#chat-state"), "connected");
   assert.equal(await text(b.page, "#chat-state"), "connected");
 
@@ -173,6 +179,7 @@ test("both tabs resume after the edge restarts on the same port", TEST, async ()
   const { alice: a, bob: b } = tabs;
   const address = edge.address;
   const sseBefore = { a: a.sse.length, b: b.sse.length };
+  const joined = { a: await joins(a.page), b: await joins(b.page) };
 
   await stopProcess(edge);
   edge = null;
@@ -192,8 +199,8 @@ test("both tabs resume after the edge restarts on the same port", TEST, async ()
   assert.equal(edge.address, address);
   await waitFor(async () => (await httpRequest(edge.address, { path: "/healthz" })).status === 200, 10000, "edge ready");
 
-  await waitJoined(a.page, 2);
-  await waitJoined(b.page, 2);
+  await waitJoined(a.page, joined.a + 1);
+  await waitJoined(b.page, joined.b + 1);
   await say(a, "back after restart");
   await waitLine(b.page, "alice: back after restart");
   await waitLine(a.page, "alice: back after restart");
@@ -224,11 +231,13 @@ test("both tabs resume after the edge restarts on the same port", TEST, async ()
 });
 
 // While an edge has no core link it answers /ws and /sse with 503. EventSource
-// never retries after an HTTP error, so the page must open a new stream itself.
+// never retries after an HTTP error, so the client module must open a new
+// stream itself, resuming with ?lastEventId.
 test("both tabs recover after the edge answered 503 (no core link)", TEST, async () => {
   const { alice: a, bob: b } = tabs;
   const address = edge.address;
   const mark = { a: [a.failed.length, a.sse.length], b: [b.failed.length, b.sse.length] };
+  const joined = { a: await joins(a.page), b: await joins(b.page) };
 
   await stopProcess(edge);
   edge = null;
@@ -246,8 +255,8 @@ test("both tabs recover after the edge answered 503 (no core link)", TEST, async
   edge = await startProcess(edgeBin, [`--listen=${address}`, `--core=${core.address}`, "--shutdown_grace=1s"]);
   await waitFor(async () => (await httpRequest(edge.address, { path: "/healthz" })).status === 200, 10000, "edge ready");
 
-  await waitJoined(a.page, 3);
-  await waitJoined(b.page, 3);
+  await waitJoined(a.page, joined.a + 1);
+  await waitJoined(b.page, joined.b + 1);
   await say(b, "after the 503s");
   await waitLine(a.page, "bob: after the 503s");
   for (const [k, t] of Object.entries({ a, b })) {
@@ -258,6 +267,43 @@ test("both tabs recover after the edge answered 503 (no core link)", TEST, async
     assert.equal(new Set(lines).size, lines.length, `no duplicates: ${JSON.stringify(lines)}`);
     const notices = await sysLines(t.page);
     assert.ok(!notices.some((l) => l.includes("missed")), `no gap reported: ${JSON.stringify(notices)}`);
+  }
+});
+
+// A core restart loses every room's history and gives the rooms new epochs:
+// the tabs resume, the join says recovered: false, and the page says so.
+test("both tabs say messages were missed after the core restarts", TEST, async () => {
+  const { alice: a, bob: b } = tabs;
+  const joined = { a: await joins(a.page), b: await joins(b.page) };
+  // The old core's message count: the new core counts from 0 again.
+  const totals = { a: await dashTotal(a.page), b: await dashTotal(b.page) };
+  const address = core.address;
+  await stopProcess(core);
+  core = null;
+  core = await startCore(["--stats_room=stats"], address);
+  assert.equal(core.address, address);
+
+  await waitJoined(a.page, joined.a + 1);
+  await waitJoined(b.page, joined.b + 1);
+  for (const t of [a, b]) {
+    await t.page.waitForFunction(
+      () => [...document.querySelectorAll("#log p.sys")].some((p) => p.textContent === "(some messages were missed)"),
+      null,
+      POLL,
+    );
+  }
+  await say(a, "after the core restart");
+  await waitLine(b.page, "alice: after the core restart");
+  await waitLine(a.page, "alice: after the core restart");
+  for (const t of [a, b]) {
+    const lines = await logLines(t.page);
+    assert.equal(new Set(lines).size, lines.length, `no duplicates: ${JSON.stringify(lines)}`);
+  }
+  // The dashboards follow the new core: its count is below the old one's
+  // (which ran longer), then it grows.
+  for (const [k, t] of Object.entries({ a, b })) {
+    await t.page.waitForFunction((n) => Number(document.getElementById("d-total").textContent) < n, totals[k], POLL);
+    await dashboardAdvances(t.page);
   }
 });
 
