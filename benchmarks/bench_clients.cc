@@ -45,8 +45,10 @@ struct ClientThread {
       net::make_work_guard(ioc)};
   std::thread thread;
   std::vector<std::shared_ptr<Subscriber>> subscribers;
+  size_t churn_cursor = 0;  // Next subscriber Replace considers closing.
 
   // Step counters.
+  int64_t step_begin_ns = 0;
   int64_t measure_from_ns = INT64_MAX;
   Histogram latency;
   uint64_t duplicated = 0;
@@ -100,6 +102,7 @@ class Subscriber : public std::enable_shared_from_this<Subscriber> {
   void Close() {
     if (closed_) return;
     closed_by_us_ = true;
+    closed_by_us_ns_ = NowNs();
     ShutSocket();
     if (!reported_) Failed("join timeout");
   }
@@ -110,7 +113,13 @@ class Subscriber : public std::enable_shared_from_this<Subscriber> {
   size_t room_index() const { return room_index_; }
   bool open() const { return joined_ && !closed_; }
   bool closed() const { return closed_; }
+  bool joined() const { return joined_; }
   int close_code() const { return close_code_; }
+  // When the harness closed it (0: it did not).
+  int64_t closed_by_us_ns() const { return closed_by_us_ns_; }
+  // The room's last offset when the join was confirmed, and when that was.
+  uint64_t join_offset() const { return join_offset_; }
+  int64_t joined_ns() const { return joined_ns_; }
   OffsetTally& tally() { return tally_; }
   bool in_step = false;
 
@@ -134,7 +143,7 @@ class Subscriber : public std::enable_shared_from_this<Subscriber> {
     } else if (absl::StartsWith(frame, R"({"presence":)")) {
       ++thread_.presence;
     } else if (!reported_ && absl::StrContains(frame, R"("reply":{"join":)")) {
-      Joined();
+      Joined(NumberAfter(frame, R"("offset":")").value_or(0));
     } else if (absl::StrContains(frame, R"("error":{)")) {
       if (!reported_) {
         Failed(absl::StrCat("join refused: ", frame.substr(0, 200)));
@@ -169,7 +178,7 @@ class Subscriber : public std::enable_shared_from_this<Subscriber> {
         break;
       case v1::ServerFrame::kReply:
         if (!reported_ && frame.reply().has_join()) {
-          Joined();
+          Joined(frame.reply().join().position().offset());
         } else {
           ++thread_.unparsed;
         }
@@ -206,10 +215,12 @@ class Subscriber : public std::enable_shared_from_this<Subscriber> {
     if (t && *t >= thread_.measure_from_ns) thread_.latency.Record(NowNs() - *t);
   }
 
-  void Joined() {
+  void Joined(uint64_t offset) {
     reported_ = true;
     joined_ = true;
-    thread_.connect_latency.Record(NowNs() - start_ns_);
+    join_offset_ = offset;
+    joined_ns_ = NowNs();
+    thread_.connect_latency.Record(joined_ns_ - start_ns_);
     shared_.open.fetch_add(1);
     shared_.connecting.fetch_sub(1);
     shared_.joined.fetch_add(1);
@@ -241,7 +252,10 @@ class Subscriber : public std::enable_shared_from_this<Subscriber> {
   bool joined_ = false;
   bool closed_ = false;
   bool closed_by_us_ = false;
+  int64_t closed_by_us_ns_ = 0;
   int close_code_ = 0;
+  uint64_t join_offset_ = 0;
+  int64_t joined_ns_ = 0;
   OffsetTally tally_;
 };
 
@@ -479,26 +493,7 @@ class ClientPool::Impl {
       while (shared_.connecting.load() >= shared_.options.max_connecting && NowNs() < deadline) {
         std::this_thread::sleep_for(std::chrono::microseconds(200));
       }
-      const size_t index = next_index_++;
-      ClientThread* t = threads_[index % threads_.size()].get();
-      const size_t room_index = index % rooms.size();
-      std::shared_ptr<Subscriber> s;
-      switch (shared_.options.transport) {
-        case Transport::kWebSocketJson:
-        case Transport::kWebSocketBinary:
-          s = std::make_shared<WebSocketSubscriber>(
-              shared_, *t, room_index, rooms[room_index],
-              shared_.options.transport == Transport::kWebSocketBinary);
-          break;
-        case Transport::kSse:
-          s = std::make_shared<SseSubscriber>(shared_, *t, room_index, rooms[room_index]);
-          break;
-      }
-      shared_.connecting.fetch_add(1);
-      net::post(t->ioc, [t, s = std::move(s)] {
-        t->subscribers.push_back(s);
-        s->Start();
-      });
+      StartOne(rooms);
     }
     while (!done() && NowNs() < deadline) std::this_thread::sleep_for(std::chrono::milliseconds(1));
     if (!done()) {
@@ -510,6 +505,57 @@ class ClientPool::Impl {
     report.joined = shared_.joined.load();
     report.failed = shared_.failed.load() + (count - started);
     if (count > started) report.errors["not started: connect phase timed out"] = count - started;
+    shared_.joined = 0;  // Every one has reported: later joins belong to Replace.
+    shared_.failed = 0;
+    CollectConnectStats(report);
+    return report;
+  }
+
+  void Replace(int count, const std::vector<std::string>& rooms) {
+    // Close `count` open subscribers, spread over the threads, oldest first.
+    const int n = static_cast<int>(threads_.size());
+    for (int i = 0; i < n; ++i) {
+      const int share = count / n + (i < count % n ? 1 : 0);
+      if (share == 0) continue;
+      ClientThread* t = threads_[i].get();
+      net::post(t->ioc, [t, share] {
+        int closed = 0;
+        for (size_t seen = 0; seen < t->subscribers.size() && closed < share; ++seen) {
+          Subscriber& s = *t->subscribers[t->churn_cursor];
+          t->churn_cursor = (t->churn_cursor + 1) % t->subscribers.size();
+          if (!s.open()) continue;
+          s.Close();
+          ++closed;
+        }
+      });
+    }
+    replace_requested_ += count;
+    for (int i = 0; i < count; ++i) StartOne(rooms);
+  }
+
+  ConnectReport TakeReplaceReport(absl::Duration timeout) {
+    const int64_t deadline = NowNs() + absl::ToInt64Nanoseconds(timeout);
+    while (shared_.connecting.load() > 0 && NowNs() < deadline) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    }
+    if (shared_.connecting.load() > 0) {
+      RunOnAll([](ClientThread& t) {
+        for (auto& s : t.subscribers) s->FailIfNotJoined();
+      });
+    }
+    ConnectReport report;
+    report.requested = replace_requested_;
+    report.joined = shared_.joined.load();
+    report.failed = shared_.failed.load();
+    replace_requested_ = 0;
+    shared_.joined = 0;
+    shared_.failed = 0;
+    CollectConnectStats(report);
+    return report;
+  }
+
+  // Moves the threads' connect histograms and errors into `report`.
+  void CollectConnectStats(ConnectReport& report) {
     std::mutex mu;
     RunOnAll([&](ClientThread& t) {
       std::lock_guard<std::mutex> lock(mu);
@@ -520,11 +566,36 @@ class ClientPool::Impl {
       t.connect_latency.Reset();
       t.connect_errors.clear();
     });
-    return report;
+  }
+
+  // Creates the next subscriber on its thread and starts it.
+  void StartOne(const std::vector<std::string>& rooms) {
+    const size_t index = next_index_++;
+    ClientThread* t = threads_[index % threads_.size()].get();
+    const size_t room_index = index % rooms.size();
+    std::shared_ptr<Subscriber> s;
+    switch (shared_.options.transport) {
+      case Transport::kWebSocketJson:
+      case Transport::kWebSocketBinary:
+        s = std::make_shared<WebSocketSubscriber>(
+            shared_, *t, room_index, rooms[room_index],
+            shared_.options.transport == Transport::kWebSocketBinary);
+        break;
+      case Transport::kSse:
+        s = std::make_shared<SseSubscriber>(shared_, *t, room_index, rooms[room_index]);
+        break;
+    }
+    shared_.connecting.fetch_add(1);
+    net::post(t->ioc, [t, s = std::move(s)] {
+      t->subscribers.push_back(s);
+      s->Start();
+    });
   }
 
   void BeginStep(const std::vector<uint64_t>& base, int64_t measure_from_ns) {
+    const int64_t now = NowNs();
     RunOnAll([&](ClientThread& t) {
+      t.step_begin_ns = now;
       t.measure_from_ns = measure_from_ns;
       t.latency.Reset();
       t.duplicated = t.out_of_order = t.stale = t.unparsed = t.presence = t.bytes = 0;
@@ -542,7 +613,8 @@ class ClientPool::Impl {
       for (auto& s : t.subscribers) {
         if (!s->open() || s->room_index() >= last.size()) continue;
         uint64_t target = last[s->room_index()];
-        if (target > 0 && s->tally().max_offset() < target) ++n;
+        // One that joined after `target` was published is owed nothing.
+        if (target > s->join_offset() && s->tally().max_offset() < target) ++n;
       }
       behind.fetch_add(n);
     });
@@ -555,12 +627,24 @@ class ClientPool::Impl {
     RunOnAll([&](ClientThread& t) {
       DeliveryTally d;
       for (auto& s : t.subscribers) {
-        if (!s->in_step) continue;
-        ++d.subscribers;
+        const bool joined_during = !s->in_step && s->joined() && s->joined_ns() >= t.step_begin_ns;
+        if (!s->in_step && !joined_during) continue;
+        if (s->closed_by_us_ns() >= t.step_begin_ns) {
+          // Closed by the harness (churn): what it would have missed is not loss.
+          ++d.churned;
+          continue;
+        }
+        if (joined_during) {
+          ++d.joined_during_step;
+        } else {
+          ++d.subscribers;
+        }
         const size_t r = s->room_index();
-        if (r < first.size() && r < last.size() && last[r] >= first[r] && last[r] > 0) {
-          const uint64_t expected = last[r] - first[r] + 1;
-          const uint64_t received = s->tally().CountInRange(first[r], last[r]);
+        // A subscriber that joined at offset L is owed everything after L.
+        const uint64_t from = r < first.size() ? std::max(first[r], s->join_offset() + 1) : 0;
+        if (r < first.size() && r < last.size() && last[r] >= from && last[r] > 0) {
+          const uint64_t expected = last[r] - from + 1;
+          const uint64_t received = s->tally().CountInRange(from, last[r]);
           d.expected += expected;
           d.received += received;
           if (received < expected) {
@@ -581,6 +665,8 @@ class ClientPool::Impl {
       d.bytes_received = t.bytes;
       std::lock_guard<std::mutex> lock(mu);
       total.subscribers += d.subscribers;
+      total.churned += d.churned;
+      total.joined_during_step += d.joined_during_step;
       total.expected += d.expected;
       total.received += d.received;
       total.lost += d.lost;
@@ -610,6 +696,7 @@ class ClientPool::Impl {
   Shared shared_;
   std::vector<std::unique_ptr<ClientThread>> threads_;
   size_t next_index_ = 0;
+  int replace_requested_ = 0;
 };
 
 ClientPool::ClientPool(ClientOptions options) : impl_(std::make_unique<Impl>(std::move(options))) {}
@@ -628,6 +715,12 @@ DeliveryTally ClientPool::EndStep(const std::vector<uint64_t>& first,
   return impl_->EndStep(first, last);
 }
 int ClientPool::open() const { return impl_->open(); }
+void ClientPool::Replace(int count, const std::vector<std::string>& rooms) {
+  impl_->Replace(count, rooms);
+}
+ConnectReport ClientPool::TakeReplaceReport(absl::Duration timeout) {
+  return impl_->TakeReplaceReport(timeout);
+}
 void ClientPool::CloseAll() { impl_->CloseAll(); }
 
 }  // namespace roomcast::bench

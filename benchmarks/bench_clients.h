@@ -58,12 +58,21 @@ class ClientPool {
   void BeginStep(const std::vector<uint64_t>& base, int64_t measure_from_ns);
 
   // Open subscribers that have not yet received offset last[room index]
-  // (those with nothing to wait for, last == 0, do not count).
+  // (those with nothing to wait for, last <= their join position, do not count).
   int CountBehind(const std::vector<uint64_t>& last);
 
   // Ends a step: what every subscriber open at BeginStep saw of the offsets
   // [first[r], last[r]] of its room r (an empty range when last < first).
   DeliveryTally EndStep(const std::vector<uint64_t>& first, const std::vector<uint64_t>& last);
+
+  // Churn: closes `count` open subscribers (oldest first, spread over the
+  // threads) and starts `count` new ones, without waiting for them. Within a
+  // step, closed ones are left out of the loss count and new ones are owed
+  // every offset after the position their join reported.
+  void Replace(int count, const std::vector<std::string>& rooms);
+  // The connect report of everything Replace started since the last call:
+  // waits up to `timeout` for the pending ones to join or fail.
+  ConnectReport TakeReplaceReport(absl::Duration timeout);
 
   // Subscribers open now.
   int open() const;

@@ -15,7 +15,9 @@
 //           at a fixed rate; RSS per rung
 //   idle    10,000 idle subscribers: connect time and memory per connection,
 //           then one message per room to check every one is still alive
-//   churn   (not implemented yet)
+//   churn   1,000 subscribers in one room at a fixed rate while --churn-rate
+//           of them per second are closed and replaced by new connections:
+//           reconnect time under load, and no loss for those that stay or join
 #include <sys/resource.h>
 
 #include <algorithm>
@@ -51,16 +53,18 @@ namespace {
 
 constexpr const char* kUsage = R"(usage: roomcast-bench [flags]
 
-  --preset NAME        fanout | rooms | ladder | idle | churn (default fanout)
+  --preset NAME        fanout | rooms | ladder | churn | idle (default fanout)
   --edge HOST:PORT     the edge (default 127.0.0.1:8080)
   --core HOST:PORT     the core's gRPC address, for publishing (default 127.0.0.1:50051)
   --transport T        ws | ws-binary | sse (default ws)
-  --subscribers N      subscribers (preset default: fanout 1000, rooms 1000, ladder 2500, idle 10000)
+  --subscribers N      subscribers (preset default: fanout 1000, rooms 1000, ladder 2500, churn 1000,
+                       idle 10000)
   --rooms N            rooms; subscriber i joins room i % N (preset default: rooms 100, else 1)
   --rate R             msgs/s per room, 0 = as fast as possible (fanout: one step at R)
   --rates R1,R2,...    fanout rate steps (default 10,20,50,100,200,500,1000,2000,5000,10000)
   --payload BYTES      size of the JSON payload published (default 100, at least ~30)
-  --duration D         measured publishing time per step (default 3s; idle: hold time 5s)
+  --duration D         measured publishing time per step (default 3s; churn 10s; idle: hold time 5s)
+  --churn-rate N       churn: connections closed and replaced per second (default 100)
   --warmup D           publishing before measuring latency, per step (default 1s)
   --drain D            longest wait for the last message after publishing (default 5s)
   --threads N          client threads (default 1)
@@ -88,6 +92,7 @@ struct Flags {
   absl::Duration warmup = absl::Seconds(1);
   absl::Duration drain = absl::Seconds(5);
   int threads = 1;
+  double churn_rate = 100;
   int max_connecting = 200;
   absl::Duration connect_timeout = absl::Seconds(60);
   absl::Duration max_p99 = absl::Milliseconds(250);
@@ -176,6 +181,8 @@ Flags ParseFlags(int argc, char** argv) {
       f.drain = ParseDurationFlag(name, value);
     } else if (name == "threads") {
       f.threads = ParseInt(name, value, 1);
+    } else if (name == "churn-rate") {
+      f.churn_rate = ParseRate(name, value);
     } else if (name == "max-connecting") {
       f.max_connecting = ParseInt(name, value, 1);
     } else if (name == "connect-timeout") {
@@ -194,13 +201,10 @@ Flags ParseFlags(int argc, char** argv) {
       UsageError(absl::StrCat("unknown flag --", name));
     }
   }
-  static const std::vector<std::string> kPresets = {"fanout", "rooms", "ladder", "idle", "churn"};
+  static const std::vector<std::string> kPresets = {"fanout", "rooms", "ladder", "churn", "idle"};
   if (std::find(kPresets.begin(), kPresets.end(), f.preset) == kPresets.end()) {
     UsageError(absl::StrCat("unknown preset \"", f.preset, "\": choose one of ",
                             absl::StrJoin(kPresets, ", ")));
-  }
-  if (f.preset == "churn") {
-    UsageError("preset churn is not implemented yet (fanout, rooms, ladder and idle are)");
   }
   if (f.transport != "ws" && f.transport != "ws-binary" && f.transport != "sse") {
     UsageError(absl::StrCat("unknown transport \"", f.transport, "\": choose ws, ws-binary or sse"));
@@ -337,8 +341,11 @@ class Runner {
 
   // One publishing step; appends its report and returns it.
   // `judge_latency`: whether p99 > --max-p99 makes the step unsustainable.
+  // `during(start_ns, end_ns)`, if set, runs on this thread while the
+  // publisher publishes (churn).
   const StepReport& Step(const std::string& label, double rate, absl::Duration warmup,
-                         absl::Duration duration, bool judge_latency = true) {
+                         absl::Duration duration, bool judge_latency = true,
+                         const std::function<void(int64_t, int64_t)>& during = nullptr) {
     StepReport s;
     s.label = label;
     s.rate_per_room = rate;
@@ -353,7 +360,10 @@ class Runner {
     const int64_t end = measure_from + absl::ToInt64Nanoseconds(duration);
     pool_.BeginStep(published_upto_, measure_from);
     s.subscribers = pool_.open();
-    PublishOutcome p = Publish(stub_, rooms_, rate, start, end, flags_.payload);
+    PublishOutcome p;
+    std::thread publisher([&] { p = Publish(stub_, rooms_, rate, start, end, flags_.payload); });
+    if (during) during(start, end);
+    publisher.join();
 
     const int64_t drain_start = NowNs();
     const int64_t drain_end = drain_start + absl::ToInt64Nanoseconds(flags_.drain);
@@ -477,6 +487,35 @@ void RunLadder(const Flags& f, RunReport& report, Runner& runner) {
   }
 }
 
+void RunChurn(const Flags& f, RunReport& report, Runner& runner, ClientPool& pool,
+              const std::vector<std::string>& rooms) {
+  runner.Connect(f.subscribers.value_or(1000));
+  runner.SampleConnected();
+  const double rate = f.rate.value_or(10);
+  constexpr int64_t kTickNs = 100'000'000;
+  double churn_seconds = 0;
+  runner.Step(
+      absl::StrFormat("churn=%g/s", f.churn_rate), rate, f.warmup,
+      f.duration.value_or(absl::Seconds(10)), /*judge_latency=*/true,
+      [&](int64_t start, int64_t end) {
+        churn_seconds = static_cast<double>(end - start) / 1e9;
+        double owed = 0;
+        for (int64_t tick = start; tick < end; tick += kTickNs) {
+          const int64_t now = NowNs();
+          if (tick > now) std::this_thread::sleep_for(std::chrono::nanoseconds(tick - now));
+          owed += f.churn_rate * kTickNs / 1e9;
+          const int count = static_cast<int>(owed);
+          owed -= count;
+          if (count > 0) pool.Replace(count, rooms);
+        }
+      });
+  report.connects.push_back(pool.TakeReplaceReport(f.connect_timeout));
+  report.connects.back().seconds = churn_seconds;  // Replacements were spread over the step.
+  const ConnectReport& c = report.connects.back();
+  std::cerr << absl::StrFormat("  replaced %d: %d joined, %d failed\n", c.requested, c.joined,
+                               c.failed);
+}
+
 void RunIdle(const Flags& f, RunReport& report, Runner& runner) {
   runner.Connect(f.subscribers.value_or(10000));
   const absl::Duration hold = f.duration.value_or(absl::Seconds(5));
@@ -546,6 +585,8 @@ int Main(int argc, char** argv) {
       RunRooms(f, report, runner);
     } else if (f.preset == "ladder") {
       RunLadder(f, report, runner);
+    } else if (f.preset == "churn") {
+      RunChurn(f, report, runner, pool, rooms);
     } else if (f.preset == "idle") {
       RunIdle(f, report, runner);
     }

@@ -302,9 +302,16 @@ std::string FormatTable(const RunReport& r) {
   }
   for (const StepReport& s : r.steps) {
     const DeliveryTally& d = s.delivery;
-    if (d.close_codes.empty() && d.unparsed_frames == 0 && s.publish_errors == 0) continue;
+    if (d.close_codes.empty() && d.unparsed_frames == 0 && s.publish_errors == 0 &&
+        d.churned == 0 && d.joined_during_step == 0) {
+      continue;
+    }
     absl::StrAppend(&out, absl::StrFormat("  %s: publish errors %d, unparsed frames %d", s.label,
                                           s.publish_errors, d.unparsed_frames));
+    if (d.churned > 0 || d.joined_during_step > 0) {
+      absl::StrAppend(&out, absl::StrFormat(", %d closed by churn, %d joined during the step (included above)",
+                                            d.churned, d.joined_during_step));
+    }
     for (const auto& [code, n] : d.close_codes) {
       absl::StrAppend(&out, absl::StrFormat(", %d closed with %d", n, code));
     }
@@ -373,6 +380,8 @@ std::string FormatJson(const RunReport& r) {
     o["rate_per_room"] = s.rate_per_room;
     o["rooms"] = s.rooms;
     o["subscribers"] = s.subscribers;
+    o["joined_during_step"] = d.joined_during_step;
+    o["churned"] = d.churned;
     o["warmup_seconds"] = s.warmup_seconds;
     o["measure_seconds"] = s.measure_seconds;
     o["published"] = s.published;

@@ -93,6 +93,8 @@ double SelfCpuSeconds();
 // What the subscribers saw in one step (aggregated over client threads).
 struct DeliveryTally {
   int subscribers = 0;             // Subscribers open at the start of the step.
+  int joined_during_step = 0;      // Joined during the step (churn); owed what followed their join.
+  int churned = 0;                 // Closed by the harness during the step (not counted for loss).
   uint64_t expected = 0;           // Sum over subscribers of the offsets published to their room.
   uint64_t received = 0;           // Distinct expected offsets that arrived.
   uint64_t lost = 0;               // expected - received.

@@ -117,11 +117,30 @@ test("idle: 100 connections, then one message reaches each", async () => {
   assert.equal(r.report.steps[0].received, 100);
 });
 
-test("unknown and unimplemented presets are refused with a clear message", async () => {
+test("churn: 20 subscribers, 20 replaced per second", async () => {
+  const r = await bench(["--preset=churn", "--subscribers=20", "--churn-rate=20", "--rate=20", ...tiny]);
+  assert.equal(r.code, 0, `${r.out}\n${r.err}`);
+  const [initial, replaced] = r.report.connects;
+  assert.equal(initial.joined, 20, r.out);
+  assert.ok(replaced.requested > 0, r.out);
+  assert.equal(replaced.joined, replaced.requested, r.out);
+  const s = r.report.steps[0];
+  assert.ok(s.churned > 0 && s.joined_during_step > 0, r.out);
+  assert.ok(s.expected > 0 && s.received === s.expected, r.out);
+  assert.equal(s.lost, 0, r.out);
+  assert.equal(s.duplicated, 0, r.out);
+  assert.equal(s.disconnected, 0, r.out);
+  assert.ok(s.drained, r.out);
+});
+
+test("unknown presets, transports and flags are refused with a clear message", async () => {
   let r = await bench(["--preset=nope"]);
   assert.equal(r.code, 2);
-  assert.match(r.err, /unknown preset "nope": choose one of fanout, rooms, ladder, idle, churn/);
-  r = await bench(["--preset=churn"]);
+  assert.match(r.err, /unknown preset "nope": choose one of fanout, rooms, ladder, churn, idle/);
+  r = await bench(["--transport=udp"]);
   assert.equal(r.code, 2);
-  assert.match(r.err, /churn is not implemented yet/);
+  assert.match(r.err, /unknown transport "udp"/);
+  r = await bench(["--bogus=1"]);
+  assert.equal(r.code, 2);
+  assert.match(r.err, /unknown flag --bogus/);
 });
