@@ -1,5 +1,6 @@
-// The Beast side of roomcast-bench: WebSocket and SSE subscribers. Kept in
-// this one translation unit because Beast is expensive to compile.
+// The subscribing side of roomcast-bench: WebSocket and SSE subscribers
+// (Beast) and direct gRPC Rooms.Subscribe subscribers. Kept in this one
+// translation unit because Beast is expensive to compile.
 #include "benchmarks/bench_clients.h"
 
 #include <array>
@@ -20,6 +21,9 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/string_view.h"
+#include "absl/strings/strip.h"
+#include "grpcpp/grpcpp.h"
+#include "roomcast/v1/roomcast.grpc.pb.h"
 #include "roomcast/v1/roomcast.pb.h"
 
 namespace roomcast::bench {
@@ -73,7 +77,14 @@ struct Shared {
   std::atomic<int> joined{0};
   std::atomic<int> failed{0};
   std::atomic<int> open{0};
+  // gRPC subscribers: channels shared by up to kStreamsPerChannel streams each,
+  // and the calls not finished yet (the pool waits for them before its
+  // threads go away: their OnDone posts onto those threads).
+  std::vector<std::shared_ptr<grpc::Channel>> channels;
+  std::atomic<int> grpc_calls{0};
 };
+
+constexpr size_t kStreamsPerChannel = 100;
 
 // Parses the decimal digits at the start of `text`.
 std::optional<uint64_t> LeadingNumber(absl::string_view text) {
@@ -437,6 +448,77 @@ class SseSubscriber final : public Subscriber {
   bool header_done_ = false;
 };
 
+
+// Rooms.Subscribe to one room, straight to the core (no edge). gRPC runs the
+// reactor's callbacks on its own threads: each extracts what it needs from the
+// response and posts it onto the subscriber's client thread, where all the
+// counting happens, then starts the next read (one read in flight).
+class GrpcSubscriber final : public Subscriber,
+                             public grpc::ClientReadReactor<v1::SubscribeResponse> {
+ public:
+  GrpcSubscriber(Shared& shared, ClientThread& thread, size_t room_index, std::string room,
+                 std::shared_ptr<grpc::Channel> channel)
+      : Subscriber(shared, thread, room_index, std::move(room)),
+        stub_(v1::Rooms::NewStub(channel)) {}
+
+  void Start() override {
+    start_ns_ = NowNs();
+    request_.add_rooms()->set_room(room_);
+    self_ = std::static_pointer_cast<GrpcSubscriber>(shared_from_this());
+    shared_.grpc_calls.fetch_add(1);
+    stub_->async()->Subscribe(&context_, &request_, this);
+    StartRead(&response_);
+    StartCall();
+  }
+
+ private:
+  void ShutSocket() override { context_.TryCancel(); }
+
+  void OnReadDone(bool ok) override {
+    if (!ok) return;  // OnDone follows with the status.
+    switch (response_.event_case()) {
+      case v1::SubscribeResponse::kMessage: {
+        const uint64_t offset = response_.message().position().offset();
+        absl::string_view data = response_.message().data();
+        std::optional<int64_t> t;
+        if (absl::ConsumePrefix(&data, R"({"t":)")) {
+          if (auto v = LeadingNumber(data)) t = static_cast<int64_t>(*v);
+        }
+        net::post(thread_.ioc, [self = self_, offset, t] { self->OnMessage(offset, t); });
+        break;
+      }
+      case v1::SubscribeResponse::kRecovery: {
+        const uint64_t offset = response_.recovery().position().offset();
+        net::post(thread_.ioc, [self = self_, offset] {
+          if (!self->reported_) self->Joined(offset);
+        });
+        break;
+      }
+      case v1::SubscribeResponse::kPresence:
+        net::post(thread_.ioc, [self = self_] { ++self->thread_.presence; });
+        break;
+      default:
+        net::post(thread_.ioc, [self = self_] { ++self->thread_.unparsed; });
+    }
+    StartRead(&response_);
+  }
+
+  void OnDone(const grpc::Status& status) override {
+    // The posted work holds the last reference: this object outlives OnDone.
+    net::post(thread_.ioc, [self = std::move(self_), status] {
+      self->Ended(absl::StrCat("Subscribe: ", status.error_code(), " ", status.error_message()),
+                  status.error_code());
+    });
+    shared_.grpc_calls.fetch_sub(1);
+  }
+
+  std::unique_ptr<v1::Rooms::Stub> stub_;
+  grpc::ClientContext context_;
+  v1::SubscribeRequest request_;
+  v1::SubscribeResponse response_;
+  std::shared_ptr<GrpcSubscriber> self_;  // Set from Start until OnDone.
+};
+
 }  // namespace
 
 class ClientPool::Impl {
@@ -459,6 +541,9 @@ class ClientPool::Impl {
 
   ~Impl() {
     CloseAll();
+    for (int i = 0; i < 10'000 && shared_.grpc_calls.load() > 0; ++i) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    }
     RunOnAll([](ClientThread& t) { t.subscribers.clear(); });
     for (auto& t : threads_) {
       t->guard.reset();
@@ -568,6 +653,21 @@ class ClientPool::Impl {
     });
   }
 
+  // Subscriber `index`'s channel: its own TCP connection per
+  // kStreamsPerChannel streams, as separate backends would have.
+  std::shared_ptr<grpc::Channel> GrpcChannel(size_t index) {
+    const size_t n = index / kStreamsPerChannel;
+    while (shared_.channels.size() <= n) {
+      grpc::ChannelArguments args;
+      args.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);
+      args.SetInt("roomcast.bench.channel", static_cast<int>(shared_.channels.size()));
+      args.SetMaxReceiveMessageSize(-1);
+      shared_.channels.push_back(grpc::CreateCustomChannel(
+          shared_.options.core, grpc::InsecureChannelCredentials(), args));
+    }
+    return shared_.channels[n];
+  }
+
   // Creates the next subscriber on its thread and starts it.
   void StartOne(const std::vector<std::string>& rooms) {
     const size_t index = next_index_++;
@@ -583,6 +683,10 @@ class ClientPool::Impl {
         break;
       case Transport::kSse:
         s = std::make_shared<SseSubscriber>(shared_, *t, room_index, rooms[room_index]);
+        break;
+      case Transport::kGrpc:
+        s = std::make_shared<GrpcSubscriber>(shared_, *t, room_index, rooms[room_index],
+                                             GrpcChannel(index));
         break;
     }
     shared_.connecting.fetch_add(1);

@@ -1,6 +1,7 @@
 // ClientPool: the subscribing side of roomcast-bench. Opens N browser-like
 // connections to an edge (WebSocket with JSON text frames, WebSocket with the
-// binary "roomcast.v1.proto" subprotocol, or SSE), each joined to one room,
+// binary "roomcast.v1.proto" subprotocol, or SSE), or N Rooms.Subscribe
+// streams straight to the core, each joined to one room,
 // spread over `threads` client threads (one io_context each). Every received
 // message is matched to its room position (loss, duplicates, reordering)
 // and, when its payload carries {"t": NowNs() at publish}, to a latency.
@@ -24,12 +25,19 @@
 
 namespace roomcast::bench {
 
-enum class Transport { kWebSocketJson, kWebSocketBinary, kSse };
+enum class Transport {
+  kWebSocketJson,    // Edge /ws, JSON text frames.
+  kWebSocketBinary,  // Edge /ws, subprotocol roomcast.v1.proto.
+  kSse,              // Edge /sse?room=R.
+  kGrpc,             // Core Rooms.Subscribe, no edge.
+};
 
 struct ClientOptions {
   std::string host = "127.0.0.1";
   std::string port = "8080";
   Transport transport = Transport::kWebSocketJson;
+  // The core's gRPC address (kGrpc only).
+  std::string core = "127.0.0.1:50051";
   int threads = 1;
   // Connections in the TCP-connect / upgrade / join phase at once: a burst of
   // thousands of SYNs would overflow the edge's accept backlog and measure

@@ -56,7 +56,9 @@ constexpr const char* kUsage = R"(usage: roomcast-bench [flags]
   --preset NAME        fanout | rooms | ladder | churn | idle (default fanout)
   --edge HOST:PORT     the edge (default 127.0.0.1:8080)
   --core HOST:PORT     the core's gRPC address, for publishing (default 127.0.0.1:50051)
-  --transport T        ws | ws-binary | sse (default ws)
+  --transport T        subscribers: ws | ws-binary | sse (through the edge) | grpc (Rooms.Subscribe
+                       on the core, no edge) (default ws)
+  --publish P          stream (Rooms.PublishStream, default) | unary (Rooms.Publish, one call at a time)
   --subscribers N      subscribers (preset default: fanout 1000, rooms 1000, ladder 2500, churn 1000,
                        idle 10000)
   --rooms N            rooms; subscriber i joins room i % N (preset default: rooms 100, else 1)
@@ -83,6 +85,7 @@ struct Flags {
   std::string edge = "127.0.0.1:8080";
   std::string core = "127.0.0.1:50051";
   std::string transport = "ws";
+  std::string publish = "stream";
   std::optional<int> subscribers;
   std::optional<int> rooms;
   std::optional<double> rate;
@@ -159,6 +162,8 @@ Flags ParseFlags(int argc, char** argv) {
       f.core = value;
     } else if (name == "transport") {
       f.transport = value;
+    } else if (name == "publish") {
+      f.publish = value;
     } else if (name == "subscribers") {
       f.subscribers = ParseInt(name, value, 1);
     } else if (name == "rooms") {
@@ -206,8 +211,13 @@ Flags ParseFlags(int argc, char** argv) {
     UsageError(absl::StrCat("unknown preset \"", f.preset, "\": choose one of ",
                             absl::StrJoin(kPresets, ", ")));
   }
-  if (f.transport != "ws" && f.transport != "ws-binary" && f.transport != "sse") {
-    UsageError(absl::StrCat("unknown transport \"", f.transport, "\": choose ws, ws-binary or sse"));
+  if (f.transport != "ws" && f.transport != "ws-binary" && f.transport != "sse" &&
+      f.transport != "grpc") {
+    UsageError(absl::StrCat("unknown transport \"", f.transport,
+                            "\": choose ws, ws-binary, sse or grpc"));
+  }
+  if (f.publish != "stream" && f.publish != "unary") {
+    UsageError(absl::StrCat("unknown --publish \"", f.publish, "\": choose stream or unary"));
   }
   return f;
 }
@@ -240,10 +250,72 @@ std::string Payload(int64_t t, int payload_bytes, const std::string& pad) {
   return absl::StrCat(R"({"t":)", t, R"(,"pad":")", pad, R"("})");
 }
 
+// Records one publish result for room `room`.
+void Account(PublishOutcome& out, size_t room, const v1::PublishAck& ack) {
+  if (ack.has_position()) {
+    ++out.acked;
+    const uint64_t offset = ack.position().offset();
+    if (out.first[room] == 0 || offset < out.first[room]) out.first[room] = offset;
+    out.last[room] = std::max(out.last[room], offset);
+  } else {
+    ++out.errors;
+    if (out.error_messages.size() < 10) ++out.error_messages[ack.error().message()];
+  }
+}
+
+// Waits until send number `seq` is due; false once the window is over
+// (including for a publisher running late: what it could not send by
+// `end_ns` is not sent, and shows as a publish rate below the target).
+// With a rate, sends follow a fixed schedule (a late one goes out at once,
+// and its timestamp is the actual send time); at rate 0, back to back.
+bool WaitForTurn(uint64_t seq, double total_rate, int64_t start_ns, int64_t end_ns) {
+  const int64_t now = NowNs();
+  if (now >= end_ns) return false;
+  if (total_rate <= 0) return true;
+  const int64_t due = start_ns + static_cast<int64_t>(static_cast<double>(seq) * 1e9 / total_rate);
+  if (due >= end_ns) return false;
+  if (due > now) std::this_thread::sleep_for(std::chrono::nanoseconds(due - now));
+  return true;
+}
+
+// Rooms.Publish, one call at a time: the rate it reaches is bounded by the
+// round trip (a slow step says so as "publisher below 90%").
+PublishOutcome PublishUnary(v1::Rooms::Stub& stub, const std::vector<std::string>& rooms,
+                            double rate_per_room, int64_t start_ns, int64_t end_ns,
+                            int payload_bytes) {
+  PublishOutcome out;
+  out.first.assign(rooms.size(), 0);
+  out.last.assign(rooms.size(), 0);
+  const std::string pad(std::max(0, payload_bytes - 30), 'x');
+  const double total_rate = rate_per_room * static_cast<double>(rooms.size());
+  while (NowNs() < start_ns) {
+    std::this_thread::sleep_for(std::chrono::nanoseconds(start_ns - NowNs()));
+  }
+  v1::PublishRequest request;
+  for (uint64_t seq = 0; WaitForTurn(seq, total_rate, start_ns, end_ns); ++seq) {
+    const size_t room = seq % rooms.size();
+    request.set_room(rooms[room]);
+    request.set_data(Payload(NowNs(), payload_bytes, pad));
+    grpc::ClientContext ctx;
+    ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
+    v1::PublishResponse response;
+    grpc::Status status = stub.Publish(&ctx, request, &response);
+    ++out.sent;
+    v1::PublishAck ack;
+    if (status.ok()) {
+      *ack.mutable_position() = response.position();
+    } else {
+      ack.mutable_error()->set_code(status.error_code());
+      ack.mutable_error()->set_message(status.error_message());
+    }
+    Account(out, room, ack);
+  }
+  return out;
+}
+
 // Publishes round-robin over `rooms` on one PublishStream from `start_ns`
-// until `end_ns`: at `rate_per_room` msgs/s per room on a fixed schedule
-// (a late send goes out at once; the timestamp is the actual send time), or
-// back to back when the rate is 0 (the stream's flow control is the limit).
+// until `end_ns`, at `rate_per_room` msgs/s per room or, at rate 0, as fast
+// as the stream's flow control allows.
 PublishOutcome Publish(v1::Rooms::Stub& stub, const std::vector<std::string>& rooms,
                        double rate_per_room, int64_t start_ns, int64_t end_ns, int payload_bytes) {
   PublishOutcome out;
@@ -258,39 +330,17 @@ PublishOutcome Publish(v1::Rooms::Stub& stub, const std::vector<std::string>& ro
   auto stream = stub.PublishStream(&ctx);
   std::thread reader([&] {
     v1::PublishAck ack;
-    while (stream->Read(&ack)) {
-      const size_t room = (ack.id() - 1) % rooms.size();
-      if (ack.has_position()) {
-        ++out.acked;
-        const uint64_t offset = ack.position().offset();
-        if (out.first[room] == 0 || offset < out.first[room]) out.first[room] = offset;
-        out.last[room] = std::max(out.last[room], offset);
-      } else {
-        ++out.errors;
-        if (out.error_messages.size() < 10) ++out.error_messages[ack.error().message()];
-      }
-    }
+    while (stream->Read(&ack)) Account(out, (ack.id() - 1) % rooms.size(), ack);
   });
   const double total_rate = rate_per_room * static_cast<double>(rooms.size());
   while (NowNs() < start_ns) {
     std::this_thread::sleep_for(std::chrono::nanoseconds(start_ns - NowNs()));
   }
   v1::PublishRequest request;
-  for (uint64_t seq = 0;; ++seq) {
-    int64_t now = NowNs();
-    if (total_rate > 0) {
-      const int64_t due = start_ns + static_cast<int64_t>(static_cast<double>(seq) * 1e9 / total_rate);
-      if (due >= end_ns) break;
-      if (due > now) {
-        std::this_thread::sleep_for(std::chrono::nanoseconds(due - now));
-        now = NowNs();
-      }
-    } else if (now >= end_ns) {
-      break;
-    }
+  for (uint64_t seq = 0; WaitForTurn(seq, total_rate, start_ns, end_ns); ++seq) {
     request.set_id(seq + 1);
     request.set_room(rooms[seq % rooms.size()]);
-    request.set_data(Payload(now, payload_bytes, pad));
+    request.set_data(Payload(NowNs(), payload_bytes, pad));
     if (!stream->Write(request)) {
       out.failure = "PublishStream write failed";
       break;
@@ -361,7 +411,10 @@ class Runner {
     pool_.BeginStep(published_upto_, measure_from);
     s.subscribers = pool_.open();
     PublishOutcome p;
-    std::thread publisher([&] { p = Publish(stub_, rooms_, rate, start, end, flags_.payload); });
+    std::thread publisher([&] {
+      p = flags_.publish == "unary" ? PublishUnary(stub_, rooms_, rate, start, end, flags_.payload)
+                                    : Publish(stub_, rooms_, rate, start, end, flags_.payload);
+    });
     if (during) during(start, end);
     publisher.join();
 
@@ -538,6 +591,7 @@ int Main(int argc, char** argv) {
   RunReport report;
   report.preset = f.preset;
   report.transport = f.transport;
+  report.publish = f.publish;
   report.edge = f.edge;
   report.core = f.core;
   report.started_at = absl::FormatTime("%Y-%m-%dT%H:%M:%SZ", absl::Now(), absl::UTCTimeZone());
@@ -570,7 +624,9 @@ int Main(int argc, char** argv) {
   options.port = port;
   options.transport = f.transport == "ws"          ? Transport::kWebSocketJson
                       : f.transport == "ws-binary" ? Transport::kWebSocketBinary
-                                                   : Transport::kSse;
+                      : f.transport == "sse"       ? Transport::kSse
+                                                   : Transport::kGrpc;
+  options.core = f.core;
   options.threads = f.threads;
   options.max_connecting = f.max_connecting;
 

@@ -240,9 +240,9 @@ boost::json::value OptionalJson(const std::optional<double>& v) {
 std::string FormatTable(const RunReport& r) {
   std::string out;
   absl::StrAppend(&out, absl::StrFormat(
-                            "roomcast-bench  preset=%s transport=%s edge=%s core=%s\n"
+                            "roomcast-bench  preset=%s transport=%s publish=%s edge=%s core=%s\n"
                             "started %s  loadavg %s  client threads %d  payload %d B\n",
-                            r.preset, r.transport, r.edge, r.core, r.started_at, r.host_load,
+                            r.preset, r.transport, r.publish, r.edge, r.core, r.started_at, r.host_load,
                             r.client_threads, r.payload_bytes));
   for (size_t i = 0; i < r.connects.size(); ++i) {
     const ConnectReport& c = r.connects[i];
@@ -336,6 +336,7 @@ std::string FormatJson(const RunReport& r) {
   boost::json::object root;
   root["preset"] = r.preset;
   root["transport"] = r.transport;
+  root["publish"] = r.publish;
   root["edge"] = r.edge;
   root["core"] = r.core;
   root["started_at"] = r.started_at;

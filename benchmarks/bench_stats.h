@@ -147,6 +147,7 @@ struct StepReport {
 struct RunReport {
   std::string preset;
   std::string transport;
+  std::string publish;  // stream | unary
   std::string edge;
   std::string core;
   std::string started_at;  // UTC, RFC 3339.

@@ -98,6 +98,17 @@ test("fanout over SSE", async () => {
   assertClean(r, { subscribers: 10 });
 });
 
+test("fanout over direct gRPC Rooms.Subscribe", async () => {
+  const r = await bench(["--preset=fanout", "--transport=grpc", "--subscribers=10", "--rates=20", ...tiny]);
+  assertClean(r, { subscribers: 10 });
+});
+
+test("fanout published with unary Rooms.Publish", async () => {
+  const r = await bench(["--preset=fanout", "--publish=unary", "--subscribers=10", "--rates=20", ...tiny]);
+  assertClean(r, { subscribers: 10 });
+  assert.equal(r.report.publish, "unary");
+});
+
 test("rooms: 4 rooms x 3 subscribers", async () => {
   const r = await bench(["--preset=rooms", "--rooms=4", "--subscribers=12", "--rate=10", ...tiny]);
   assertClean(r, { subscribers: 12 });
