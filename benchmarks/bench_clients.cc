@@ -4,6 +4,7 @@
 #include "benchmarks/bench_clients.h"
 
 #include <array>
+#include <cctype>
 #include <atomic>
 #include <boost/asio.hpp>
 #include <boost/beast/core.hpp>
@@ -20,6 +21,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_replace.h"
 #include "absl/strings/string_view.h"
 #include "absl/strings/strip.h"
 #include "grpcpp/grpcpp.h"
@@ -139,6 +141,24 @@ class Subscriber : public std::enable_shared_from_this<Subscriber> {
 
   std::string JoinFrameJson() const {
     return absl::StrCat(R"({"id":1,"join":{"room":")", room_, R"("}})");
+  }
+
+  // A text frame from a generic target.
+  void OnGenericFrame(absl::string_view frame) {
+    const GenericTarget& g = shared_.options.generic;
+    const std::string_view text(frame.data(), frame.size());
+    if (absl::StrContains(frame, g.message_match)) {
+      std::optional<int64_t> seq = NumberField(text, "bench_seq");
+      if (!seq || *seq <= 0) {
+        ++thread_.unparsed;
+        return;
+      }
+      OnMessage(static_cast<uint64_t>(*seq), NumberField(text, "bench_t"));
+    } else if (!reported_ && !g.joined_match.empty() && absl::StrContains(frame, g.joined_match)) {
+      Joined(0);
+    } else {
+      ++thread_.unparsed;
+    }
   }
 
   // A canonical-JSON ServerFrame (WebSocket text frame or SSE data).
@@ -273,9 +293,10 @@ class Subscriber : public std::enable_shared_from_this<Subscriber> {
 class WebSocketSubscriber final : public Subscriber {
  public:
   WebSocketSubscriber(Shared& shared, ClientThread& thread, size_t room_index, std::string room,
-                      bool binary)
+                      bool binary, bool generic)
       : Subscriber(shared, thread, room_index, std::move(room)),
         binary_(binary),
+        generic_(generic),
         ws_(thread.ioc) {}
 
   void Start() override {
@@ -304,7 +325,8 @@ class WebSocketSubscriber final : public Subscriber {
         req.set(http::field::sec_websocket_protocol, kBinarySubprotocol);
       }));
     }
-    ws_.async_handshake(response_, shared_.host_header, "/ws",
+    ws_.async_handshake(response_, shared_.host_header,
+                        generic_ ? shared_.options.generic.path : std::string("/ws"),
                         [self = Self()](beast::error_code ec) { self->OnHandshake(ec); });
   }
 
@@ -322,12 +344,18 @@ class WebSocketSubscriber final : public Subscriber {
       join.set_id(1);
       join.mutable_join()->set_room(room_);
       join_frame_ = join.SerializeAsString();
+    } else if (generic_) {
+      join_frame_ = absl::StrReplaceAll(shared_.options.generic.subscribe_frame, {{"{room}", room_}});
     } else {
       join_frame_ = JoinFrameJson();
     }
     ws_.binary(binary_);
     ws_.async_write(net::buffer(join_frame_), [self = Self()](beast::error_code ec, size_t) {
-      if (ec) self->Ended(absl::StrCat("write join: ", ec.message()), 0);
+      if (ec) return self->Ended(absl::StrCat("write join: ", ec.message()), 0);
+      if (self->generic_ && self->shared_.options.generic.joined_match.empty() &&
+          !self->reported_) {
+        self->Joined(0);
+      }
     });
     Read();
   }
@@ -343,7 +371,9 @@ class WebSocketSubscriber final : public Subscriber {
     }
     thread_.bytes += n;
     absl::string_view frame(static_cast<const char*>(buffer_.cdata().data()), buffer_.size());
-    if (ws_.got_text()) {
+    if (generic_) {
+      OnGenericFrame(frame);
+    } else if (ws_.got_text()) {
       OnJsonFrame(frame);
     } else {
       OnBinaryFrame(frame);
@@ -353,6 +383,7 @@ class WebSocketSubscriber final : public Subscriber {
   }
 
   const bool binary_;
+  const bool generic_;
   websocket::stream<beast::tcp_stream> ws_;
   websocket::response_type response_;
   beast::flat_buffer buffer_;
@@ -677,9 +708,11 @@ class ClientPool::Impl {
     switch (shared_.options.transport) {
       case Transport::kWebSocketJson:
       case Transport::kWebSocketBinary:
+      case Transport::kGenericWs:
         s = std::make_shared<WebSocketSubscriber>(
             shared_, *t, room_index, rooms[room_index],
-            shared_.options.transport == Transport::kWebSocketBinary);
+            shared_.options.transport == Transport::kWebSocketBinary,
+            shared_.options.transport == Transport::kGenericWs);
         break;
       case Transport::kSse:
         s = std::make_shared<SseSubscriber>(shared_, *t, room_index, rooms[room_index]);
@@ -802,6 +835,96 @@ class ClientPool::Impl {
   size_t next_index_ = 0;
   int replace_requested_ = 0;
 };
+
+std::optional<int64_t> NumberField(std::string_view text, std::string_view key) {
+  const std::string quoted = absl::StrCat("\"", absl::string_view(key.data(), key.size()), "\":");
+  size_t at = text.find(quoted);
+  if (at == std::string_view::npos) return std::nullopt;
+  std::string_view rest = text.substr(at + quoted.size());
+  while (!rest.empty() && (rest.front() == ' ' || rest.front() == '"')) rest.remove_prefix(1);
+  size_t n = 0;
+  while (n < rest.size() && n < 32 &&
+         (std::isdigit(static_cast<unsigned char>(rest[n])) || rest[n] == '.' || rest[n] == 'e' ||
+          rest[n] == 'E' || rest[n] == '+' || rest[n] == '-')) {
+    ++n;
+  }
+  double v = 0;  // Servers may print big integers as 1.23e+11.
+  if (n == 0 || !absl::SimpleAtod(absl::string_view(rest.data(), n), &v)) return std::nullopt;
+  return static_cast<int64_t>(v);
+}
+
+struct HttpPoster::Impl {
+  std::string host, port, path;
+  net::io_context ioc;
+  std::optional<beast::tcp_stream> stream;
+  beast::flat_buffer buffer;
+};
+
+HttpPoster::HttpPoster(std::string host, std::string port, std::string path)
+    : impl_(std::make_unique<Impl>()) {
+  impl_->host = std::move(host);
+  impl_->port = std::move(port);
+  impl_->path = std::move(path);
+}
+HttpPoster::~HttpPoster() = default;
+
+// Synchronous in effect, asynchronous inside: Beast's stream timeouts apply
+// only to asynchronous operations, and a publisher must not hang on a server
+// that stops answering.
+int HttpPoster::Post(const std::string& body, std::string* error) {
+  Impl& i = *impl_;
+  http::request<http::string_body> req(http::verb::post, i.path, 11);
+  req.set(http::field::host, absl::StrCat(i.host, ":", i.port));
+  req.set(http::field::content_type, "application/json");
+  req.keep_alive(true);
+  req.body() = body;
+  req.prepare_payload();
+  for (int attempt = 0; attempt < 2; ++attempt) {
+    beast::error_code ec;
+    if (!i.stream) {
+      tcp::resolver resolver(i.ioc);
+      auto results = resolver.resolve(i.host, i.port, ec);
+      if (ec) {
+        *error = absl::StrCat("resolve: ", ec.message());
+        return 0;
+      }
+      i.stream.emplace(i.ioc);
+      i.stream->expires_after(kConnectTimeout);
+      i.stream->async_connect(results, [&](beast::error_code e, const tcp::endpoint&) { ec = e; });
+      i.ioc.restart();
+      i.ioc.run();
+      if (ec) {
+        i.stream.reset();
+        *error = absl::StrCat("connect: ", ec.message());
+        continue;
+      }
+      i.stream->socket().set_option(tcp::no_delay(true), ec);
+      i.buffer.clear();
+    }
+    http::response<http::string_body> res;
+    i.stream->expires_after(std::chrono::seconds(10));
+    http::async_write(*i.stream, req, [&](beast::error_code e, size_t) {
+      if (e) {
+        ec = e;
+        return;
+      }
+      http::async_read(*i.stream, i.buffer, res, [&](beast::error_code e, size_t) { ec = e; });
+    });
+    i.ioc.restart();
+    i.ioc.run();
+    if (ec) {
+      i.stream.reset();
+      *error = absl::StrCat("request: ", ec.message());
+      continue;
+    }
+    if (!res.keep_alive()) i.stream.reset();
+    if (res.result_int() / 100 != 2) {
+      *error = absl::StrCat("HTTP ", res.result_int(), ": ", res.body().substr(0, 200));
+    }
+    return static_cast<int>(res.result_int());
+  }
+  return 0;
+}
 
 ClientPool::ClientPool(ClientOptions options) : impl_(std::make_unique<Impl>(std::move(options))) {}
 ClientPool::~ClientPool() = default;

@@ -17,7 +17,9 @@
 
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "absl/time/time.h"
@@ -30,6 +32,23 @@ enum class Transport {
   kWebSocketBinary,  // Edge /ws, subprotocol roomcast.v1.proto.
   kSse,              // Edge /sse?room=R.
   kGrpc,             // Core Rooms.Subscribe, no edge.
+  kGenericWs,        // Any WebSocket server, described by a GenericTarget.
+};
+
+// How to drive a WebSocket server that is not roomcast (generic target mode).
+// Payloads then carry "bench_t" (send time, NowNs) and "bench_seq" (1, 2, ...
+// per room): loss, duplicates and reordering are counted by bench_seq.
+struct GenericTarget {
+  // The request target of the upgrade, e.g. "/ws" or "/socket?x=1".
+  std::string path = "/";
+  // Text frame sent after the upgrade; "{room}" is replaced by the room name.
+  std::string subscribe_frame;
+  // A text frame containing this is a delivered message; its "bench_seq" and
+  // "bench_t" are read wherever they appear in it.
+  std::string message_match;
+  // If set, a frame containing this confirms the subscription; if empty,
+  // the subscription counts as confirmed once the frame is written.
+  std::string joined_match;
 };
 
 struct ClientOptions {
@@ -38,6 +57,8 @@ struct ClientOptions {
   Transport transport = Transport::kWebSocketJson;
   // The core's gRPC address (kGrpc only).
   std::string core = "127.0.0.1:50051";
+  // kGenericWs only.
+  GenericTarget generic;
   int threads = 1;
   // Connections in the TCP-connect / upgrade / join phase at once: a burst of
   // thousands of SYNs would overflow the edge's accept backlog and measure
@@ -93,6 +114,28 @@ class ClientPool {
   class Impl;
   std::unique_ptr<Impl> impl_;
 };
+
+// Posts bodies to one http:// URL over a keep-alive HTTP/1.1 connection, one
+// request at a time (reconnecting once when the connection dropped): the
+// generic target mode's publisher. Not thread-safe; use from one thread.
+class HttpPoster {
+ public:
+  HttpPoster(std::string host, std::string port, std::string path);
+  ~HttpPoster();
+  HttpPoster(const HttpPoster&) = delete;
+  HttpPoster& operator=(const HttpPoster&) = delete;
+
+  // The response status (200, 503, ...), or 0 with `error` set when no
+  // response came (connection refused, timeout).
+  int Post(const std::string& body, std::string* error);
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+// The number after `"key":` in `text` (integer or JSON number), if any.
+std::optional<int64_t> NumberField(std::string_view text, std::string_view key);
 
 }  // namespace roomcast::bench
 

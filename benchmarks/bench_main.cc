@@ -15,6 +15,11 @@
 //           at a fixed rate; RSS per rung
 //   idle    10,000 idle subscribers: connect time and memory per connection,
 //           then one message per room to check every one is still alive
+//
+// Generic target mode (--target ws://...): the same presets against any
+// WebSocket server, given a subscribe frame, a substring that marks a
+// delivered message and an HTTP publish URL; payloads then carry bench_t and
+// bench_seq, and loss is counted by bench_seq per room.
 //   churn   1,000 subscribers in one room at a fixed rate while --churn-rate
 //           of them per second are closed and replaced by new connections:
 //           reconnect time under load, and no loss for those that stay or join
@@ -32,12 +37,15 @@
 #include <random>
 #include <string>
 #include <thread>
+#include <tuple>
 #include <vector>
 
+#include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
+#include "absl/strings/str_replace.h"
 #include "absl/strings/str_split.h"
 #include "absl/strings/string_view.h"
 #include "absl/strings/strip.h"
@@ -77,6 +85,17 @@ constexpr const char* kUsage = R"(usage: roomcast-bench [flags]
   --edge-pid PID       read the edge's RSS and CPU from /proc
   --core-pid PID       read the core's RSS and CPU from /proc
   --json FILE          also write the report as JSON
+
+Generic target mode (any WebSocket server; --core and --transport are then unused):
+  --target URL         ws://HOST:PORT/PATH to subscribe at
+  --subscribe-frame T  text frame sent after the upgrade; {room} is replaced by the room name
+  --message-match S    a frame containing S is a delivered message
+  --joined-match S     a frame containing S confirms the subscription (default: none, confirmed
+                       once the subscribe frame is written)
+  --publish-url URL    http://HOST:PORT/PATH to POST each message to
+  --publish-body T     POST body; {room} and {payload} are replaced (default
+                       {"room":"{room}","data":{payload}}); the payload is
+                       {"bench_t":<ns>,"bench_seq":<n per room>,"pad":"..."}
 Durations: 500ms, 2s, 1m. Flags take --name=value or --name value; '_' and '-' are the same.
 )";
 
@@ -103,7 +122,23 @@ struct Flags {
   int edge_pid = 0;
   int core_pid = 0;
   std::string json;
+  // Generic target mode.
+  std::string target;
+  std::string subscribe_frame;
+  std::string message_match;
+  std::string joined_match;
+  std::string publish_url;
+  std::string publish_body = R"({"room":"{room}","data":{payload}})";
 };
+
+struct Url {
+  std::string host;
+  std::string port;
+  std::string target;  // path and query, "/" at least
+};
+
+// scheme://host[:port][/target], no TLS, no user info.
+Url ParseUrl(const std::string& url, absl::string_view scheme, const char* flag);
 
 [[noreturn]] void UsageError(const std::string& message) {
   std::cerr << "roomcast-bench: " << message << "\n(--help for usage)\n";
@@ -202,6 +237,18 @@ Flags ParseFlags(int argc, char** argv) {
       f.core_pid = ParseInt(name, value, 1);
     } else if (name == "json") {
       f.json = value;
+    } else if (name == "target") {
+      f.target = value;
+    } else if (name == "subscribe-frame") {
+      f.subscribe_frame = value;
+    } else if (name == "message-match") {
+      f.message_match = value;
+    } else if (name == "joined-match") {
+      f.joined_match = value;
+    } else if (name == "publish-url") {
+      f.publish_url = value;
+    } else if (name == "publish-body") {
+      f.publish_body = value;
     } else {
       UsageError(absl::StrCat("unknown flag --", name));
     }
@@ -216,10 +263,42 @@ Flags ParseFlags(int argc, char** argv) {
     UsageError(absl::StrCat("unknown transport \"", f.transport,
                             "\": choose ws, ws-binary, sse or grpc"));
   }
+  if (!f.target.empty()) {
+    ParseUrl(f.target, "ws", "target");
+    ParseUrl(f.publish_url, "http", "publish-url");
+    if (f.subscribe_frame.empty()) UsageError("--target needs --subscribe-frame");
+    if (f.message_match.empty()) UsageError("--target needs --message-match");
+    if (!absl::StrContains(f.publish_body, "{payload}")) {
+      UsageError("--publish-body must contain {payload}");
+    }
+  }
   if (f.publish != "stream" && f.publish != "unary") {
     UsageError(absl::StrCat("unknown --publish \"", f.publish, "\": choose stream or unary"));
   }
   return f;
+}
+
+Url ParseUrl(const std::string& url, absl::string_view scheme, const char* flag) {
+  absl::string_view rest = url;
+  if (!absl::ConsumePrefix(&rest, absl::StrCat(scheme, "://"))) {
+    UsageError(absl::StrCat("--", flag, ": expected ", scheme, "://HOST:PORT/PATH, got \"", url, "\""));
+  }
+  Url out;
+  size_t slash = rest.find('/');
+  absl::string_view authority = rest.substr(0, slash);
+  out.target = slash == absl::string_view::npos ? "/" : std::string(rest.substr(slash));
+  size_t colon = authority.rfind(':');
+  if (colon == absl::string_view::npos) {
+    out.host = std::string(authority);
+    out.port = "80";
+  } else {
+    out.host = std::string(authority.substr(0, colon));
+    out.port = std::string(authority.substr(colon + 1));
+  }
+  if (out.host.empty() || out.port.empty()) {
+    UsageError(absl::StrCat("--", flag, ": no host or port in \"", url, "\""));
+  }
+  return out;
 }
 
 // host:port -> {host, port}.
@@ -276,6 +355,42 @@ bool WaitForTurn(uint64_t seq, double total_rate, int64_t start_ns, int64_t end_
   if (due >= end_ns) return false;
   if (due > now) std::this_thread::sleep_for(std::chrono::nanoseconds(due - now));
   return true;
+}
+
+// Generic target mode: one HTTP POST at a time to --publish-url. Each room's
+// messages carry bench_seq = next_seq[room], next_seq[room] + 1, ...; a 2xx
+// answer counts as published (first/last are then bench_seq values).
+PublishOutcome PublishHttp(HttpPoster& poster, const Flags& f, const std::vector<std::string>& rooms,
+                           const std::vector<uint64_t>& next_seq, double rate_per_room,
+                           int64_t start_ns, int64_t end_ns) {
+  PublishOutcome out;
+  out.first.assign(rooms.size(), 0);
+  out.last.assign(rooms.size(), 0);
+  std::vector<uint64_t> seq_of = next_seq;
+  const std::string pad(std::max(0, f.payload - 45), 'x');
+  const double total_rate = rate_per_room * static_cast<double>(rooms.size());
+  while (NowNs() < start_ns) {
+    std::this_thread::sleep_for(std::chrono::nanoseconds(start_ns - NowNs()));
+  }
+  for (uint64_t n = 0; WaitForTurn(n, total_rate, start_ns, end_ns); ++n) {
+    const size_t room = n % rooms.size();
+    const uint64_t seq = seq_of[room]++;
+    const std::string payload =
+        absl::StrCat(R"({"bench_t":)", NowNs(), R"(,"bench_seq":)", seq, R"(,"pad":")", pad, R"("})");
+    const std::string body =
+        absl::StrReplaceAll(f.publish_body, {{"{room}", rooms[room]}, {"{payload}", payload}});
+    std::string error;
+    const int status = poster.Post(body, &error);
+    ++out.sent;
+    v1::PublishAck ack;
+    if (status / 100 == 2) {
+      ack.mutable_position()->set_offset(seq);
+    } else {
+      ack.mutable_error()->set_message(error);
+    }
+    Account(out, room, ack);
+  }
+  return out;
 }
 
 // Rooms.Publish, one call at a time: the rate it reaches is bounded by the
@@ -369,10 +484,12 @@ std::string LoadAverage() {
 
 class Runner {
  public:
-  Runner(const Flags& flags, RunReport& report, ClientPool& pool, v1::Rooms::Stub& stub,
-         std::vector<std::string> rooms)
-      : flags_(flags), report_(report), pool_(pool), stub_(stub), rooms_(std::move(rooms)),
-        published_upto_(rooms_.size(), 0) {}
+  // Publishes with `stub`, or with `poster` in generic target mode (the
+  // other is null).
+  Runner(const Flags& flags, RunReport& report, ClientPool& pool, v1::Rooms::Stub* stub,
+         HttpPoster* poster, std::vector<std::string> rooms)
+      : flags_(flags), report_(report), pool_(pool), stub_(stub), poster_(poster),
+        rooms_(std::move(rooms)), published_upto_(rooms_.size(), 0) {}
 
   void Connect(int count) {
     std::cerr << absl::StrFormat("connecting %d subscribers...\n", count);
@@ -412,8 +529,15 @@ class Runner {
     s.subscribers = pool_.open();
     PublishOutcome p;
     std::thread publisher([&] {
-      p = flags_.publish == "unary" ? PublishUnary(stub_, rooms_, rate, start, end, flags_.payload)
-                                    : Publish(stub_, rooms_, rate, start, end, flags_.payload);
+      if (poster_ != nullptr) {
+        std::vector<uint64_t> next_seq = published_upto_;
+        for (uint64_t& seq : next_seq) ++seq;
+        p = PublishHttp(*poster_, flags_, rooms_, next_seq, rate, start, end);
+      } else if (flags_.publish == "unary") {
+        p = PublishUnary(*stub_, rooms_, rate, start, end, flags_.payload);
+      } else {
+        p = Publish(*stub_, rooms_, rate, start, end, flags_.payload);
+      }
     });
     if (during) during(start, end);
     publisher.join();
@@ -490,7 +614,8 @@ class Runner {
   const Flags& flags_;
   RunReport& report_;
   ClientPool& pool_;
-  v1::Rooms::Stub& stub_;
+  v1::Rooms::Stub* const stub_;
+  HttpPoster* const poster_;
   const std::vector<std::string> rooms_;
   std::vector<uint64_t> published_upto_;  // Per room: highest offset seen acked.
   bool presence_noted_ = false;
@@ -590,9 +715,10 @@ int Main(int argc, char** argv) {
 
   RunReport report;
   report.preset = f.preset;
-  report.transport = f.transport;
-  report.publish = f.publish;
-  report.edge = f.edge;
+  const bool generic = !f.target.empty();
+  report.transport = generic ? "generic" : f.transport;
+  report.publish = generic ? "http" : f.publish;
+  report.edge = generic ? f.target : f.edge;
   report.core = f.core;
   report.started_at = absl::FormatTime("%Y-%m-%dT%H:%M:%SZ", absl::Now(), absl::UTCTimeZone());
   report.host_load = LoadAverage();
@@ -605,12 +731,20 @@ int Main(int argc, char** argv) {
   if (f.edge_pid && !report.edge_before.ok) UsageError(absl::StrCat("--edge-pid ", f.edge_pid, ": cannot read /proc"));
   if (f.core_pid && !report.core_before.ok) UsageError(absl::StrCat("--core-pid ", f.core_pid, ": cannot read /proc"));
 
-  auto channel = grpc::CreateChannel(f.core, grpc::InsecureChannelCredentials());
-  if (!channel->WaitForConnected(std::chrono::system_clock::now() + std::chrono::seconds(5))) {
-    std::cerr << "roomcast-bench: cannot reach the core at " << f.core << "\n";
-    return 1;
+  std::unique_ptr<v1::Rooms::Stub> stub;
+  std::unique_ptr<HttpPoster> poster;
+  if (generic) {
+    report.core = f.publish_url;
+    Url publish = ParseUrl(f.publish_url, "http", "publish-url");
+    poster = std::make_unique<HttpPoster>(publish.host, publish.port, publish.target);
+  } else {
+    auto channel = grpc::CreateChannel(f.core, grpc::InsecureChannelCredentials());
+    if (!channel->WaitForConnected(std::chrono::system_clock::now() + std::chrono::seconds(5))) {
+      std::cerr << "roomcast-bench: cannot reach the core at " << f.core << "\n";
+      return 1;
+    }
+    stub = v1::Rooms::NewStub(channel);
   }
-  auto stub = v1::Rooms::NewStub(channel);
 
   const int num_rooms = f.rooms.value_or(f.preset == "rooms" ? 100 : 1);
   std::mt19937_64 rng(std::random_device{}());
@@ -618,14 +752,23 @@ int Main(int argc, char** argv) {
   std::vector<std::string> rooms;
   for (int i = 0; i < num_rooms; ++i) rooms.push_back(absl::StrCat(f.room_prefix, "-", run_id, "-", i));
 
-  auto [host, port] = SplitHostPort(f.edge, "edge");
   ClientOptions options;
-  options.host = host;
-  options.port = port;
+  if (generic) {
+    Url target = ParseUrl(f.target, "ws", "target");
+    options.host = target.host;
+    options.port = target.port;
+    options.generic.path = target.target;
+    options.generic.subscribe_frame = f.subscribe_frame;
+    options.generic.message_match = f.message_match;
+    options.generic.joined_match = f.joined_match;
+  } else {
+    std::tie(options.host, options.port) = SplitHostPort(f.edge, "edge");
+  }
   options.transport = f.transport == "ws"          ? Transport::kWebSocketJson
                       : f.transport == "ws-binary" ? Transport::kWebSocketBinary
                       : f.transport == "sse"       ? Transport::kSse
                                                    : Transport::kGrpc;
+  if (generic) options.transport = Transport::kGenericWs;
   options.core = f.core;
   options.threads = f.threads;
   options.max_connecting = f.max_connecting;
@@ -634,7 +777,7 @@ int Main(int argc, char** argv) {
   const int64_t wall0 = NowNs();
   {
     ClientPool pool(options);
-    Runner runner(f, report, pool, *stub, rooms);
+    Runner runner(f, report, pool, stub.get(), poster.get(), rooms);
     if (f.preset == "fanout") {
       RunFanout(f, report, runner);
     } else if (f.preset == "rooms") {

@@ -5,6 +5,8 @@
 #   benchmarks/run-local.sh [--build DIR] [--core-flags "..."] [--edge-flags "..."] -- BENCH FLAGS...
 #   benchmarks/run-local.sh -- --preset fanout --json /tmp/fanout.json
 #
+# "{edge}" in the bench flags is replaced by the edge's address (for the
+# generic target mode: --target ws://{edge}/ws ...).
 # Binaries come from DIR (default: build) as DIR/core/roomcast-core,
 # DIR/edge/roomcast-edge and DIR/benchmarks/roomcast-bench.
 set -euo pipefail
@@ -65,4 +67,4 @@ done
 
 echo "core $core_address (pid $core_pid) $core_flags; edge $edge_address (pid $edge_pid) $edge_flags" >&2
 "$build/benchmarks/roomcast-bench" --edge="$edge_address" --core="$core_address" \
-  --edge-pid="$edge_pid" --core-pid="$core_pid" "$@"
+  --edge-pid="$edge_pid" --core-pid="$core_pid" "${@//\{edge\}/$edge_address}"

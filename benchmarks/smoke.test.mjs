@@ -109,6 +109,15 @@ test("fanout published with unary Rooms.Publish", async () => {
   assert.equal(r.report.publish, "unary");
 });
 
+test("generic target mode against the edge's own /ws and POST /publish", async () => {
+  const r = await bench(["--preset=rooms", "--rooms=2", "--subscribers=10", "--rate=20", ...tiny,
+    `--target=ws://${edge.address}/ws`, '--subscribe-frame={"id":1,"join":{"room":"{room}"}}',
+    '--message-match={"message":', '--joined-match="reply":{"join"',
+    `--publish-url=http://${edge.address}/publish`]);
+  assertClean(r, { subscribers: 10 });
+  assert.equal(r.report.transport, "generic");
+});
+
 test("rooms: 4 rooms x 3 subscribers", async () => {
   const r = await bench(["--preset=rooms", "--rooms=4", "--subscribers=12", "--rate=10", ...tiny]);
   assertClean(r, { subscribers: 12 });
