@@ -4,12 +4,12 @@
 #include "benchmarks/bench_clients.h"
 
 #include <array>
-#include <cctype>
 #include <atomic>
 #include <boost/asio.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
 #include <boost/beast/websocket.hpp>
+#include <cctype>
 #include <chrono>
 #include <latch>
 #include <map>
@@ -332,8 +332,8 @@ class WebSocketSubscriber final : public Subscriber {
 
   void OnHandshake(beast::error_code ec) {
     if (ec) {
-      return Ended(absl::StrCat("handshake: ", ec.message(), " (HTTP ", response_.result_int(), ")"),
-                   0);
+      return Ended(
+          absl::StrCat("handshake: ", ec.message(), " (HTTP ", response_.result_int(), ")"), 0);
     }
     if (binary_) {
       if (std::string(response_[http::field::sec_websocket_protocol]) != kBinarySubprotocol) {
@@ -345,7 +345,8 @@ class WebSocketSubscriber final : public Subscriber {
       join.mutable_join()->set_room(room_);
       join_frame_ = join.SerializeAsString();
     } else if (generic_) {
-      join_frame_ = absl::StrReplaceAll(shared_.options.generic.subscribe_frame, {{"{room}", room_}});
+      join_frame_ =
+          absl::StrReplaceAll(shared_.options.generic.subscribe_frame, {{"{room}", room_}});
     } else {
       join_frame_ = JoinFrameJson();
     }
@@ -361,7 +362,8 @@ class WebSocketSubscriber final : public Subscriber {
   }
 
   void Read() {
-    ws_.async_read(buffer_, [self = Self()](beast::error_code ec, size_t n) { self->OnRead(ec, n); });
+    ws_.async_read(buffer_,
+                   [self = Self()](beast::error_code ec, size_t n) { self->OnRead(ec, n); });
   }
 
   void OnRead(beast::error_code ec, size_t n) {
@@ -426,8 +428,9 @@ class SseSubscriber final : public Subscriber {
   }
 
   void Read() {
-    stream_.async_read_some(net::buffer(chunk_),
-                            [self = Self()](beast::error_code ec, size_t n) { self->OnRead(ec, n); });
+    stream_.async_read_some(net::buffer(chunk_), [self = Self()](beast::error_code ec, size_t n) {
+      self->OnRead(ec, n);
+    });
   }
 
   void OnRead(beast::error_code ec, size_t n) {
@@ -478,7 +481,6 @@ class SseSubscriber final : public Subscriber {
   std::string pending_;
   bool header_done_ = false;
 };
-
 
 // Rooms.Subscribe to one room, straight to the core (no edge). gRPC runs the
 // reactor's callbacks on its own threads: each extracts what it needs from the

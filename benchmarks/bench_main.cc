@@ -177,7 +177,8 @@ Flags ParseFlags(int argc, char** argv) {
       std::cout << kUsage;
       std::exit(0);
     }
-    if (!absl::ConsumePrefix(&arg, "--")) UsageError(absl::StrCat("unexpected argument \"", arg, "\""));
+    if (!absl::ConsumePrefix(&arg, "--"))
+      UsageError(absl::StrCat("unexpected argument \"", arg, "\""));
     std::string name;
     std::string value;
     if (size_t eq = arg.find('='); eq != absl::string_view::npos) {
@@ -260,8 +261,8 @@ Flags ParseFlags(int argc, char** argv) {
   }
   if (f.transport != "ws" && f.transport != "ws-binary" && f.transport != "sse" &&
       f.transport != "grpc") {
-    UsageError(absl::StrCat("unknown transport \"", f.transport,
-                            "\": choose ws, ws-binary, sse or grpc"));
+    UsageError(
+        absl::StrCat("unknown transport \"", f.transport, "\": choose ws, ws-binary, sse or grpc"));
   }
   if (!f.target.empty()) {
     ParseUrl(f.target, "ws", "target");
@@ -281,7 +282,8 @@ Flags ParseFlags(int argc, char** argv) {
 Url ParseUrl(const std::string& url, absl::string_view scheme, const char* flag) {
   absl::string_view rest = url;
   if (!absl::ConsumePrefix(&rest, absl::StrCat(scheme, "://"))) {
-    UsageError(absl::StrCat("--", flag, ": expected ", scheme, "://HOST:PORT/PATH, got \"", url, "\""));
+    UsageError(
+        absl::StrCat("--", flag, ": expected ", scheme, "://HOST:PORT/PATH, got \"", url, "\""));
   }
   Url out;
   size_t slash = rest.find('/');
@@ -360,7 +362,8 @@ bool WaitForTurn(uint64_t seq, double total_rate, int64_t start_ns, int64_t end_
 // Generic target mode: one HTTP POST at a time to --publish-url. Each room's
 // messages carry bench_seq = next_seq[room], next_seq[room] + 1, ...; a 2xx
 // answer counts as published (first/last are then bench_seq values).
-PublishOutcome PublishHttp(HttpPoster& poster, const Flags& f, const std::vector<std::string>& rooms,
+PublishOutcome PublishHttp(HttpPoster& poster, const Flags& f,
+                           const std::vector<std::string>& rooms,
                            const std::vector<uint64_t>& next_seq, double rate_per_room,
                            int64_t start_ns, int64_t end_ns) {
   PublishOutcome out;
@@ -375,8 +378,8 @@ PublishOutcome PublishHttp(HttpPoster& poster, const Flags& f, const std::vector
   for (uint64_t n = 0; WaitForTurn(n, total_rate, start_ns, end_ns); ++n) {
     const size_t room = n % rooms.size();
     const uint64_t seq = seq_of[room]++;
-    const std::string payload =
-        absl::StrCat(R"({"bench_t":)", NowNs(), R"(,"bench_seq":)", seq, R"(,"pad":")", pad, R"("})");
+    const std::string payload = absl::StrCat(R"({"bench_t":)", NowNs(), R"(,"bench_seq":)", seq,
+                                             R"(,"pad":")", pad, R"("})");
     const std::string body =
         absl::StrReplaceAll(f.publish_body, {{"{room}", rooms[room]}, {"{payload}", payload}});
     std::string error;
@@ -488,19 +491,26 @@ class Runner {
   // other is null).
   Runner(const Flags& flags, RunReport& report, ClientPool& pool, v1::Rooms::Stub* stub,
          HttpPoster* poster, std::vector<std::string> rooms)
-      : flags_(flags), report_(report), pool_(pool), stub_(stub), poster_(poster),
-        rooms_(std::move(rooms)), published_upto_(rooms_.size(), 0) {}
+      : flags_(flags),
+        report_(report),
+        pool_(pool),
+        stub_(stub),
+        poster_(poster),
+        rooms_(std::move(rooms)),
+        published_upto_(rooms_.size(), 0) {}
 
   void Connect(int count) {
     std::cerr << absl::StrFormat("connecting %d subscribers...\n", count);
     ConnectReport c = pool_.Connect(count, rooms_, flags_.connect_timeout);
-    std::cerr << absl::StrFormat("  %d joined, %d failed in %.2f s\n", c.joined, c.failed, c.seconds);
+    std::cerr << absl::StrFormat("  %d joined, %d failed in %.2f s\n", c.joined, c.failed,
+                                 c.seconds);
     if (c.presence_frames > 0 && !presence_noted_) {
       presence_noted_ = true;
       report_.notes.push_back(
           "presence is on in the rooms' namespace: every join sends a JOIN event to every member "
           "already there (N^2/2 frames while connecting). Use a namespace with presence=false "
-          "(core --presence=false, or --room-prefix ns:bench with --namespaces='ns:presence=false') "
+          "(core --presence=false, or --room-prefix ns:bench with "
+          "--namespaces='ns:presence=false') "
           "to measure without it");
     }
     report_.connects.push_back(std::move(c));
@@ -560,8 +570,10 @@ class Runner {
     s.generator_cpu_seconds = SelfCpuSeconds() - cpu0;
     s.edge_after = SampleProcess(flags_.edge_pid);
     s.core_after = SampleProcess(flags_.core_pid);
-    if (edge0.ok && s.edge_after.ok) s.edge_cpu_seconds = s.edge_after.cpu_seconds - edge0.cpu_seconds;
-    if (core0.ok && s.core_after.ok) s.core_cpu_seconds = s.core_after.cpu_seconds - core0.cpu_seconds;
+    if (edge0.ok && s.edge_after.ok)
+      s.edge_cpu_seconds = s.edge_after.cpu_seconds - edge0.cpu_seconds;
+    if (core0.ok && s.core_after.ok)
+      s.core_cpu_seconds = s.core_after.cpu_seconds - core0.cpu_seconds;
     s.warmup_seconds = absl::ToDoubleSeconds(warmup);
     // Rates over the scheduled windows (a late publisher shows as a low rate).
     s.measure_seconds = static_cast<double>(end - measure_from) / 1e9;
@@ -575,8 +587,8 @@ class Runner {
     std::vector<std::string> problems;
     if (!p.failure.empty()) problems.push_back(p.failure);
     if (p.errors > 0) {
-      problems.push_back(absl::StrCat(p.errors, " publish errors (",
-                                      p.error_messages.begin()->first, ")"));
+      problems.push_back(
+          absl::StrCat(p.errors, " publish errors (", p.error_messages.begin()->first, ")"));
     }
     if (s.subscribers == 0) problems.push_back("no subscriber open");
     if (s.delivery.lost > 0) problems.push_back("loss");
@@ -672,21 +684,20 @@ void RunChurn(const Flags& f, RunReport& report, Runner& runner, ClientPool& poo
   const double rate = f.rate.value_or(10);
   constexpr int64_t kTickNs = 100'000'000;
   double churn_seconds = 0;
-  runner.Step(
-      absl::StrFormat("churn=%g/s", f.churn_rate), rate, f.warmup,
-      f.duration.value_or(absl::Seconds(10)), /*judge_latency=*/true,
-      [&](int64_t start, int64_t end) {
-        churn_seconds = static_cast<double>(end - start) / 1e9;
-        double owed = 0;
-        for (int64_t tick = start; tick < end; tick += kTickNs) {
-          const int64_t now = NowNs();
-          if (tick > now) std::this_thread::sleep_for(std::chrono::nanoseconds(tick - now));
-          owed += f.churn_rate * kTickNs / 1e9;
-          const int count = static_cast<int>(owed);
-          owed -= count;
-          if (count > 0) pool.Replace(count, rooms);
-        }
-      });
+  runner.Step(absl::StrFormat("churn=%g/s", f.churn_rate), rate, f.warmup,
+              f.duration.value_or(absl::Seconds(10)), /*judge_latency=*/true,
+              [&](int64_t start, int64_t end) {
+                churn_seconds = static_cast<double>(end - start) / 1e9;
+                double owed = 0;
+                for (int64_t tick = start; tick < end; tick += kTickNs) {
+                  const int64_t now = NowNs();
+                  if (tick > now) std::this_thread::sleep_for(std::chrono::nanoseconds(tick - now));
+                  owed += f.churn_rate * kTickNs / 1e9;
+                  const int count = static_cast<int>(owed);
+                  owed -= count;
+                  if (count > 0) pool.Replace(count, rooms);
+                }
+              });
   report.connects.push_back(pool.TakeReplaceReport(f.connect_timeout));
   report.connects.back().seconds = churn_seconds;  // Replacements were spread over the step.
   const ConnectReport& c = report.connects.back();
@@ -723,13 +734,16 @@ int Main(int argc, char** argv) {
   report.started_at = absl::FormatTime("%Y-%m-%dT%H:%M:%SZ", absl::Now(), absl::UTCTimeZone());
   report.host_load = LoadAverage();
   report.client_threads = f.threads;
-  report.payload_bytes = static_cast<int>(Payload(10'000'000'000, f.payload, std::string(std::max(0, f.payload - 30), 'x')).size());
+  report.payload_bytes = static_cast<int>(
+      Payload(10'000'000'000, f.payload, std::string(std::max(0, f.payload - 30), 'x')).size());
   report.edge_pid = f.edge_pid;
   report.core_pid = f.core_pid;
   report.edge_before = SampleProcess(f.edge_pid);
   report.core_before = SampleProcess(f.core_pid);
-  if (f.edge_pid && !report.edge_before.ok) UsageError(absl::StrCat("--edge-pid ", f.edge_pid, ": cannot read /proc"));
-  if (f.core_pid && !report.core_before.ok) UsageError(absl::StrCat("--core-pid ", f.core_pid, ": cannot read /proc"));
+  if (f.edge_pid && !report.edge_before.ok)
+    UsageError(absl::StrCat("--edge-pid ", f.edge_pid, ": cannot read /proc"));
+  if (f.core_pid && !report.core_before.ok)
+    UsageError(absl::StrCat("--core-pid ", f.core_pid, ": cannot read /proc"));
 
   std::unique_ptr<v1::Rooms::Stub> stub;
   std::unique_ptr<HttpPoster> poster;
@@ -750,7 +764,8 @@ int Main(int argc, char** argv) {
   std::mt19937_64 rng(std::random_device{}());
   const std::string run_id = absl::StrFormat("%08x", static_cast<uint32_t>(rng()));
   std::vector<std::string> rooms;
-  for (int i = 0; i < num_rooms; ++i) rooms.push_back(absl::StrCat(f.room_prefix, "-", run_id, "-", i));
+  for (int i = 0; i < num_rooms; ++i)
+    rooms.push_back(absl::StrCat(f.room_prefix, "-", run_id, "-", i));
 
   ClientOptions options;
   if (generic) {

@@ -32,8 +32,8 @@ int64_t NowNs() {
 // ---------------------------------------------------------------------------
 
 namespace {
-constexpr int kExact = 64;      // Values below this have their own bucket.
-constexpr int kSubBuckets = 32; // Per power of two above that.
+constexpr int kExact = 64;       // Values below this have their own bucket.
+constexpr int kSubBuckets = 32;  // Per power of two above that.
 constexpr int kBuckets = kExact + (63 - 5) * kSubBuckets;
 }  // namespace
 
@@ -43,7 +43,7 @@ int Histogram::BucketOf(int64_t ns) {
   if (ns < kExact) return static_cast<int>(std::max<int64_t>(ns, 0));
   const uint64_t v = static_cast<uint64_t>(ns);
   const int msb = 63 - std::countl_zero(v);  // >= 6
-  const int shift = msb - 5;                  // keeps the top 6 bits: 32..63
+  const int shift = msb - 5;                 // keeps the top 6 bits: 32..63
   const int mantissa = static_cast<int>(v >> shift) - kSubBuckets;
   return kExact + (shift - 1) * kSubBuckets + mantissa;
 }
@@ -180,7 +180,8 @@ ProcessSample SampleProcess(int pid) {
       !absl::SimpleAtoi(fields[12], &stime)) {
     return sample;
   }
-  sample.cpu_seconds = static_cast<double>(utime + stime) / static_cast<double>(sysconf(_SC_CLK_TCK));
+  sample.cpu_seconds =
+      static_cast<double>(utime + stime) / static_cast<double>(sysconf(_SC_CLK_TCK));
   sample.ok = true;
   return sample;
 }
@@ -239,20 +240,20 @@ boost::json::value OptionalJson(const std::optional<double>& v) {
 
 std::string FormatTable(const RunReport& r) {
   std::string out;
-  absl::StrAppend(&out, absl::StrFormat(
-                            "roomcast-bench  preset=%s transport=%s publish=%s edge=%s core=%s\n"
+  absl::StrAppend(
+      &out, absl::StrFormat("roomcast-bench  preset=%s transport=%s publish=%s edge=%s core=%s\n"
                             "started %s  loadavg %s  client threads %d  payload %d B\n",
-                            r.preset, r.transport, r.publish, r.edge, r.core, r.started_at, r.host_load,
-                            r.client_threads, r.payload_bytes));
+                            r.preset, r.transport, r.publish, r.edge, r.core, r.started_at,
+                            r.host_load, r.client_threads, r.payload_bytes));
   for (size_t i = 0; i < r.connects.size(); ++i) {
     const ConnectReport& c = r.connects[i];
-    absl::StrAppend(&out, absl::StrFormat(
-                              "connect[%d]: %d requested, %d joined, %d failed in %.2f s "
-                              "(%.0f conn/s); per connection p50 %.1f ms p99 %.1f ms max %.1f ms\n",
-                              i, c.requested, c.joined, c.failed, c.seconds,
-                              c.seconds > 0 ? c.joined / c.seconds : 0.0,
-                              Ms(c.latency.Percentile(50)), Ms(c.latency.Percentile(99)),
-                              Ms(c.latency.max())));
+    absl::StrAppend(
+        &out,
+        absl::StrFormat("connect[%d]: %d requested, %d joined, %d failed in %.2f s "
+                        "(%.0f conn/s); per connection p50 %.1f ms p99 %.1f ms max %.1f ms\n",
+                        i, c.requested, c.joined, c.failed, c.seconds,
+                        c.seconds > 0 ? c.joined / c.seconds : 0.0, Ms(c.latency.Percentile(50)),
+                        Ms(c.latency.Percentile(99)), Ms(c.latency.max())));
     if (c.presence_frames > 0) {
       absl::StrAppend(&out, absl::StrFormat("  %d presence frames received while connecting\n",
                                             c.presence_frames));
@@ -264,22 +265,24 @@ std::string FormatTable(const RunReport& r) {
   if (r.edge_before.ok || r.core_before.ok) {
     int joined = r.connects.empty() ? 0 : r.connects.front().joined;
     absl::StrAppend(
-        &out, absl::StrFormat("RSS before: edge %s KiB, core %s KiB; after connect[0]: edge %s KiB "
-                              "(%s KiB/conn), core %s KiB (%s KiB/conn)\n",
-                              r.edge_before.ok ? absl::StrCat(r.edge_before.rss_kb) : "-",
-                              r.core_before.ok ? absl::StrCat(r.core_before.rss_kb) : "-",
-                              r.edge_connected.ok ? absl::StrCat(r.edge_connected.rss_kb) : "-",
-                              Optional(KibPerConnection(r.edge_before, r.edge_connected, joined), "%.2f"),
-                              r.core_connected.ok ? absl::StrCat(r.core_connected.rss_kb) : "-",
-                              Optional(KibPerConnection(r.core_before, r.core_connected, joined), "%.2f")));
+        &out, absl::StrFormat(
+                  "RSS before: edge %s KiB, core %s KiB; after connect[0]: edge %s KiB "
+                  "(%s KiB/conn), core %s KiB (%s KiB/conn)\n",
+                  r.edge_before.ok ? absl::StrCat(r.edge_before.rss_kb) : "-",
+                  r.core_before.ok ? absl::StrCat(r.core_before.rss_kb) : "-",
+                  r.edge_connected.ok ? absl::StrCat(r.edge_connected.rss_kb) : "-",
+                  Optional(KibPerConnection(r.edge_before, r.edge_connected, joined), "%.2f"),
+                  r.core_connected.ok ? absl::StrCat(r.core_connected.rss_kb) : "-",
+                  Optional(KibPerConnection(r.core_before, r.core_connected, joined), "%.2f")));
   }
   if (!r.steps.empty()) {
-    absl::StrAppend(&out, absl::StrFormat(
-                              "\n%-12s %7s %6s %9s %11s %7s %7s %7s %7s %7s %6s %4s %4s %4s %6s %6s "
-                              "%6s %9s %s\n",
-                              "step", "rate/rm", "subs", "published", "delivered/s", "p50ms",
-                              "p90ms", "p99ms", "p999ms", "maxms", "lost", "dup", "ooo", "disc",
-                              "gen%", "edge%", "core%", "edgeKiB/c", "verdict"));
+    absl::StrAppend(
+        &out,
+        absl::StrFormat("\n%-12s %7s %6s %9s %11s %7s %7s %7s %7s %7s %6s %4s %4s %4s %6s %6s "
+                        "%6s %9s %s\n",
+                        "step", "rate/rm", "subs", "published", "delivered/s", "p50ms", "p90ms",
+                        "p99ms", "p999ms", "maxms", "lost", "dup", "ooo", "disc", "gen%", "edge%",
+                        "core%", "edgeKiB/c", "verdict"));
   }
   for (const StepReport& s : r.steps) {
     const DeliveryTally& d = s.delivery;
@@ -289,16 +292,15 @@ std::string FormatTable(const RunReport& r) {
     };
     absl::StrAppend(
         &out,
-        absl::StrFormat("%-12s %7s %6d %9d %11.0f %7.2f %7.2f %7.2f %7.2f %7.2f %6d %4d %4d %4d "
-                        "%6s %6s %6s %9s %s\n",
-                        s.label, Rate(s.rate_per_room), s.subscribers, s.published,
-                        s.delivered_per_second, Ms(d.latency.Percentile(50)),
-                        Ms(d.latency.Percentile(90)), Ms(d.latency.Percentile(99)),
-                        Ms(d.latency.Percentile(99.9)), Ms(d.latency.max()), d.lost, d.duplicated,
-                        d.out_of_order, d.disconnected, pct(s.generator_cpu_seconds),
-                        pct(s.edge_cpu_seconds), pct(s.core_cpu_seconds),
-                        Optional(KibPerConnection(r.edge_before, s.edge_after, s.subscribers)),
-                        s.verdict));
+        absl::StrFormat(
+            "%-12s %7s %6d %9d %11.0f %7.2f %7.2f %7.2f %7.2f %7.2f %6d %4d %4d %4d "
+            "%6s %6s %6s %9s %s\n",
+            s.label, Rate(s.rate_per_room), s.subscribers, s.published, s.delivered_per_second,
+            Ms(d.latency.Percentile(50)), Ms(d.latency.Percentile(90)),
+            Ms(d.latency.Percentile(99)), Ms(d.latency.Percentile(99.9)), Ms(d.latency.max()),
+            d.lost, d.duplicated, d.out_of_order, d.disconnected, pct(s.generator_cpu_seconds),
+            pct(s.edge_cpu_seconds), pct(s.core_cpu_seconds),
+            Optional(KibPerConnection(r.edge_before, s.edge_after, s.subscribers)), s.verdict));
   }
   for (const StepReport& s : r.steps) {
     const DeliveryTally& d = s.delivery;
@@ -309,8 +311,9 @@ std::string FormatTable(const RunReport& r) {
     absl::StrAppend(&out, absl::StrFormat("  %s: publish errors %d, unparsed frames %d", s.label,
                                           s.publish_errors, d.unparsed_frames));
     if (d.churned > 0 || d.joined_during_step > 0) {
-      absl::StrAppend(&out, absl::StrFormat(", %d closed by churn, %d joined during the step (included above)",
-                                            d.churned, d.joined_during_step));
+      absl::StrAppend(
+          &out, absl::StrFormat(", %d closed by churn, %d joined during the step (included above)",
+                                d.churned, d.joined_during_step));
     }
     for (const auto& [code, n] : d.close_codes) {
       absl::StrAppend(&out, absl::StrFormat(", %d closed with %d", n, code));
@@ -325,9 +328,11 @@ std::string FormatTable(const RunReport& r) {
     absl::StrAppend(&out, absl::StrFormat("most subscribers sustained: %d\n",
                                           *r.highest_sustainable_subscribers));
   }
-  absl::StrAppend(&out, absl::StrFormat("generator CPU %.2f s over %.2f s wall (%.0f%% of one core)\n",
-                                        r.generator_cpu_seconds, r.wall_seconds,
-                                        r.wall_seconds > 0 ? 100 * r.generator_cpu_seconds / r.wall_seconds : 0));
+  absl::StrAppend(
+      &out,
+      absl::StrFormat("generator CPU %.2f s over %.2f s wall (%.0f%% of one core)\n",
+                      r.generator_cpu_seconds, r.wall_seconds,
+                      r.wall_seconds > 0 ? 100 * r.generator_cpu_seconds / r.wall_seconds : 0));
   for (const std::string& note : r.notes) absl::StrAppend(&out, "note: ", note, "\n");
   return out;
 }

@@ -92,16 +92,16 @@ double SelfCpuSeconds();
 
 // What the subscribers saw in one step (aggregated over client threads).
 struct DeliveryTally {
-  int subscribers = 0;             // Subscribers open at the start of the step.
-  int joined_during_step = 0;      // Joined during the step (churn); owed what followed their join.
-  int churned = 0;                 // Closed by the harness during the step (not counted for loss).
-  uint64_t expected = 0;           // Sum over subscribers of the offsets published to their room.
-  uint64_t received = 0;           // Distinct expected offsets that arrived.
-  uint64_t lost = 0;               // expected - received.
+  int subscribers = 0;         // Subscribers open at the start of the step.
+  int joined_during_step = 0;  // Joined during the step (churn); owed what followed their join.
+  int churned = 0;             // Closed by the harness during the step (not counted for loss).
+  uint64_t expected = 0;       // Sum over subscribers of the offsets published to their room.
+  uint64_t received = 0;       // Distinct expected offsets that arrived.
+  uint64_t lost = 0;           // expected - received.
   uint64_t duplicated = 0;
   uint64_t out_of_order = 0;
-  uint64_t stale = 0;              // Arrivals from before the step (ignored).
-  uint64_t unparsed_frames = 0;    // Frames the client could not classify.
+  uint64_t stale = 0;            // Arrivals from before the step (ignored).
+  uint64_t unparsed_frames = 0;  // Frames the client could not classify.
   uint64_t presence_frames = 0;
   int subscribers_with_loss = 0;
   int disconnected = 0;            // Subscribers whose connection ended during the step.
@@ -114,9 +114,9 @@ struct ConnectReport {
   int requested = 0;
   int joined = 0;
   int failed = 0;
-  double seconds = 0;   // Wall time until every connection joined or failed.
-  Histogram latency;    // Per connection: TCP connect to join confirmed.
-  uint64_t presence_frames = 0;  // Received during the phase (JOINs of later joiners).
+  double seconds = 0;                 // Wall time until every connection joined or failed.
+  Histogram latency;                  // Per connection: TCP connect to join confirmed.
+  uint64_t presence_frames = 0;       // Received during the phase (JOINs of later joiners).
   std::map<std::string, int> errors;  // First error text -> connections.
 };
 
@@ -162,7 +162,7 @@ struct RunReport {
   ProcessSample core_connected;
   std::vector<ConnectReport> connects;  // One per connect phase.
   std::vector<StepReport> steps;
-  std::optional<double> highest_sustainable_rate;  // fanout
+  std::optional<double> highest_sustainable_rate;      // fanout
   std::optional<int> highest_sustainable_subscribers;  // ladder
   double generator_cpu_seconds = 0;
   double wall_seconds = 0;

@@ -50,8 +50,9 @@ BENCHMARK_CAPTURE(BM_EncodeMessageFrame, protobuf, Encoding::kProtobuf)
 // The frames a browser sends most: join, and publish with a small object.
 std::string ClientFrameBytes(bool publish, Encoding encoding) {
   if (encoding == Encoding::kJson) {
-    return publish ? R"({"id":7,"publish":{"room":"chat:lobby","data":{"text":"hello","n":[1,2,3]}}})"
-                   : R"({"id":7,"join":{"room":"chat:lobby"}})";
+    return publish
+               ? R"({"id":7,"publish":{"room":"chat:lobby","data":{"text":"hello","n":[1,2,3]}}})"
+               : R"({"id":7,"join":{"room":"chat:lobby"}})";
   }
   v1::ClientFrame frame;
   frame.set_id(7);
