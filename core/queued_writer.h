@@ -100,6 +100,9 @@ class QueuedWriter : public Reactor {
     if (!ok) {  // The peer is gone: nothing more can be written.
       DropQueued();
       RequestFinishLocked(grpc::Status(grpc::StatusCode::CANCELLED, "stream broken"), false);
+      // A finish requested earlier (OnCancel, slow consumer) waited for this
+      // write: finish now, or the reactor never reaches OnDone.
+      MaybeWriteLocked();
       return;
     }
     MaybeWriteLocked();

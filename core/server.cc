@@ -29,6 +29,14 @@ absl::StatusOr<std::string> CoreServer::Start() {
   builder.AddListeningPort(options_.listen, grpc::InsecureServerCredentials(), &port);
   builder.RegisterService(&rooms_);
   builder.RegisterService(&edge_link_);
+  // Find dead peers: ping idle connections every 30 s, drop them after 10 s
+  // without an answer; and let clients (edges) ping every 10 s themselves
+  // without being told "too many pings".
+  builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_TIME_MS, 30'000);
+  builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, 10'000);
+  builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1);
+  builder.AddChannelArgument(GRPC_ARG_HTTP2_MIN_RECV_PING_INTERVAL_WITHOUT_DATA_MS, 10'000);
+  builder.AddChannelArgument(GRPC_ARG_HTTP2_MAX_PING_STRIKES, 0);
   // Payloads are capped by max_payload_bytes; leave room for the envelope.
   builder.SetMaxReceiveMessageSize(
       static_cast<int>(options_.engine.max_payload_bytes + options_.engine.max_client_info_bytes +
