@@ -52,6 +52,7 @@
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
 #include "benchmarks/bench_clients.h"
+#include "benchmarks/bench_plot.h"
 #include "benchmarks/bench_stats.h"
 #include "grpcpp/grpcpp.h"
 #include "roomcast/v1/roomcast.grpc.pb.h"
@@ -85,6 +86,8 @@ constexpr const char* kUsage = R"(usage: roomcast-bench [flags]
   --edge-pid PID       read the edge's RSS and CPU from /proc
   --core-pid PID       read the core's RSS and CPU from /proc
   --json FILE          also write the report as JSON
+  --plot FILE.svg      also write an SVG plot of the steps: latency p50/p90/p99/max (log scale)
+                       and delivered/s against subscribers (ladder), rate (fanout) or step
 
 Generic target mode (any WebSocket server; --core and --transport are then unused):
   --target URL         ws://HOST:PORT/PATH to subscribe at
@@ -122,6 +125,7 @@ struct Flags {
   int edge_pid = 0;
   int core_pid = 0;
   std::string json;
+  std::string plot;
   // Generic target mode.
   std::string target;
   std::string subscribe_frame;
@@ -238,6 +242,8 @@ Flags ParseFlags(int argc, char** argv) {
       f.core_pid = ParseInt(name, value, 1);
     } else if (name == "json") {
       f.json = value;
+    } else if (name == "plot") {
+      f.plot = value;
     } else if (name == "target") {
       f.target = value;
     } else if (name == "subscribe-frame") {
@@ -815,6 +821,14 @@ int Main(int argc, char** argv) {
     out << FormatJson(report);
     if (!out) {
       std::cerr << "roomcast-bench: cannot write " << f.json << "\n";
+      return 1;
+    }
+  }
+  if (!f.plot.empty()) {
+    std::ofstream out(f.plot);
+    out << RenderPlotSvg(report);
+    if (!out) {
+      std::cerr << "roomcast-bench: cannot write " << f.plot << "\n";
       return 1;
     }
   }

@@ -124,10 +124,43 @@ test("rooms: 4 rooms x 3 subscribers", async () => {
   assert.equal(r.report.steps[0].rooms, 4);
 });
 
-test("ladder: rungs of 100 and 120 subscribers", async () => {
-  const r = await bench(["--preset=ladder", "--subscribers=120", "--rate=10", ...tiny]);
+// A small XML well-formedness check (Node has no XML parser): declaration,
+// comments, then elements whose start and end tags nest, with quoted
+// attributes and no stray '<' or '&' in text. Returns the root element's name.
+function xmlRoot(text) {
+  const body = text.replace(/^<\?xml[^?]*\?>\s*/, "").replace(/<!--[\s\S]*?-->/g, "");
+  const tag = /<(\/?)([A-Za-z][\w:.-]*)((?:\s+[\w:.-]+\s*=\s*(?:"[^"<]*"|'[^'<]*'))*)\s*(\/?)>/g;
+  const stack = [];
+  let root = null;
+  let last = 0;
+  for (let m; (m = tag.exec(body)); last = tag.lastIndex) {
+    const between = body.slice(last, m.index);
+    assert.ok(!/[<]|&(?!(amp|lt|gt|quot|apos|#\d+);)/.test(between), `bad text before ${m[0]}: ${between}`);
+    if (root === null) assert.ok(stack.length === 0 && !m[1], "no root element");
+    if (m[1]) {
+      assert.equal(stack.pop(), m[2], `mismatched </${m[2]}>`);
+    } else {
+      if (root === null) root = m[2];
+      else assert.ok(stack.length > 0, `second root element <${m[2]}>`);
+      if (!m[4]) stack.push(m[2]);
+    }
+  }
+  assert.equal(body.slice(last).trim(), "", "trailing content");
+  assert.equal(stack.length, 0, `unclosed <${stack.at(-1)}>`);
+  return root;
+}
+
+test("ladder: rungs of 100 and 120 subscribers, with an SVG plot", async () => {
+  const plot = path.join(tmp, "ladder.svg");
+  const r = await bench(["--preset=ladder", "--subscribers=120", "--rate=10", `--plot=${plot}`, ...tiny]);
   assertClean(r, { subscribers: 120 });
   assert.deepEqual(r.report.steps.map((s) => s.subscribers), [100, 120]);
+  assert.ok(fs.existsSync(plot), "no plot written");
+  const svg = fs.readFileSync(plot, "utf8");
+  assert.equal(xmlRoot(svg), "svg");
+  assert.match(svg, /<svg xmlns="http:\/\/www.w3.org\/2000\/svg"/);
+  assert.match(svg, /roomcast-bench ladder/);
+  assert.match(svg, /latency p99/);
 });
 
 test("idle: 100 connections, then one message reaches each", async () => {
