@@ -9,7 +9,7 @@ import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { after, before, test } from "node:test";
-import { startCore, startEdge, stopProcess } from "../tests/integration/lib.mjs";
+import { startCore, startEdge, startProcess, stopProcess } from "../tests/integration/lib.mjs";
 
 const benchBin = process.env.ROOMCAST_BENCH_BIN;
 assert.ok(benchBin, "set ROOMCAST_BENCH_BIN to the roomcast-bench binary");
@@ -116,6 +116,22 @@ test("generic target mode against the edge's own /ws and POST /publish", async (
     `--publish-url=http://${edge.address}/publish`]);
   assertClean(r, { subscribers: 10 });
   assert.equal(r.report.transport, "generic");
+});
+
+test("generic target mode against a server that is not roomcast (targets/ws-broadcast.mjs)", async () => {
+  const script = path.join(path.dirname(new URL(import.meta.url).pathname), "targets", "ws-broadcast.mjs");
+  const target = await startProcess(process.execPath, [script]);
+  try {
+    const r = await bench(["--preset=rooms", "--rooms=2", "--subscribers=10", "--rate=20", ...tiny,
+      `--target=ws://${target.address}/ws`, '--subscribe-frame={"subscribe":"{room}"}',
+      '--message-match="seq":', '--joined-match="subscribed"',
+      `--publish-url=http://${target.address}/publish`, `--edge-pid=${target.proc.pid}`]);
+    assertClean(r, { subscribers: 10 });
+    assert.equal(r.report.transport, "generic");
+    assert.equal(r.report.edge_pid, target.proc.pid);
+  } finally {
+    await stopProcess(target);
+  }
 });
 
 test("rooms: 4 rooms x 3 subscribers", async () => {
