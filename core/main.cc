@@ -16,6 +16,9 @@ ABSL_FLAG(std::string, node_name, "core", "name of this node in logs and EdgeWel
 ABSL_FLAG(uint64_t, history_size, 100, "messages kept per room in the default namespace");
 ABSL_FLAG(absl::Duration, history_ttl, absl::Minutes(5), "age after which messages leave history");
 ABSL_FLAG(bool, presence, true, "track presence in the default namespace");
+ABSL_FLAG(bool, join_leave, true,
+          "send JOIN/LEAVE events in the default namespace (N joins cost N²/2 events: "
+          "turn off for large rooms; presence lists still work)");
 ABSL_FLAG(bool, client_publish, true, "browsers may publish in the default namespace");
 ABSL_FLAG(std::string, namespaces, "",
           "namespaces, e.g. \"chat:history_size=500,history_ttl=1h;feed:client_publish=false\"; "
@@ -42,6 +45,7 @@ int main(int argc, char** argv) {
   ns.history_size = absl::GetFlag(FLAGS_history_size);
   ns.history_ttl = absl::GetFlag(FLAGS_history_ttl);
   ns.presence = absl::GetFlag(FLAGS_presence);
+  ns.join_leave = absl::GetFlag(FLAGS_join_leave);
   ns.client_publish = absl::GetFlag(FLAGS_client_publish);
   auto namespaces = roomcast::core::ParseNamespaces(absl::GetFlag(FLAGS_namespaces), ns);
   if (!namespaces.ok()) {

@@ -187,7 +187,9 @@ absl::Status MemoryBroker::Join(absl::string_view room_name, const v1::Position*
     on_joined(result);
     if (member != nullptr && r.options->presence) {
       auto [it, inserted] = r.members.insert_or_assign(member->client_id(), *member);
-      if (inserted) Fanout(r, PresenceEventOf(r.name, v1::PresenceEvent::JOIN, *member));
+      if (inserted && r.options->join_leave) {
+        Fanout(r, PresenceEventOf(r.name, v1::PresenceEvent::JOIN, *member));
+      }
     }
     return absl::OkStatus();
   }
@@ -206,7 +208,9 @@ void MemoryBroker::Leave(absl::string_view room_name, Subscriber* subscriber,
     if (m != room->members.end()) {
       v1::ClientInfo left = std::move(m->second);
       room->members.erase(m);
-      Fanout(*room, PresenceEventOf(room->name, v1::PresenceEvent::LEAVE, left));
+      if (room->options->join_leave) {
+        Fanout(*room, PresenceEventOf(room->name, v1::PresenceEvent::LEAVE, left));
+      }
     }
   }
 }

@@ -25,11 +25,11 @@ absl::Status ParseField(absl::string_view key, absl::string_view value, Namespac
     if (!absl::ParseDuration(value, &ns.history_ttl) || ns.history_ttl < absl::ZeroDuration()) {
       return absl::InvalidArgumentError(absl::StrCat("history_ttl: not a duration: ", value));
     }
-  } else if (key == "presence" || key == "client_publish") {
+  } else if (key == "presence" || key == "join_leave" || key == "client_publish") {
     if (!absl::SimpleAtob(value, &flag)) {
       return absl::InvalidArgumentError(absl::StrCat(key, ": not a boolean: ", value));
     }
-    (key == "presence" ? ns.presence : ns.client_publish) = flag;
+    (key == "presence" ? ns.presence : key == "join_leave" ? ns.join_leave : ns.client_publish) = flag;
   } else {
     return absl::InvalidArgumentError(absl::StrCat("unknown namespace option: ", key));
   }

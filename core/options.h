@@ -22,8 +22,11 @@ struct NamespaceOptions {
   size_t history_size = 100;
   // Messages older than this leave history. Bounds memory held by idle rooms.
   absl::Duration history_ttl = absl::Minutes(5);
-  // Whether members are tracked and join/leave events published.
+  // Whether members are tracked (Presence, PresenceStats).
   bool presence = true;
+  // Whether JOIN/LEAVE events are sent to the room's subscribers (needs
+  // presence). Turn off for large rooms: N members joining send N²/2 events.
+  bool join_leave = true;
   // Whether browser clients (through the edge) may publish. Backends always may.
   bool client_publish = true;
 };

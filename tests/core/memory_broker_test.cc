@@ -134,7 +134,10 @@ class MemoryBrokerTest : public ::testing::Test {
     // "live": no history at all.
     NamespaceOptions live;
     live.history_size = 0;
-    options_.namespaces = {{"chat", chat}, {"feed", feed}, {"live", live}};
+    // "quiet": members tracked, no join/leave events.
+    NamespaceOptions quiet;
+    quiet.join_leave = false;
+    options_.namespaces = {{"chat", chat}, {"feed", feed}, {"live", live}, {"quiet", quiet}};
     options_.max_room_name_bytes = 32;
     options_.max_payload_bytes = 16;
   }
@@ -713,6 +716,19 @@ TEST_F(MemoryBrokerTest, LeaveWithMemberIdSendsLeaveEventAndDropsTheMember) {
 
 TEST_F(MemoryBrokerTest, PresenceOfARoomNobodyJoinedIsEmpty) {
   EXPECT_THAT(PresenceIds("chat:empty"), IsEmpty());
+}
+
+TEST_F(MemoryBrokerTest, JoinLeaveOffKeepsMembersButSendsNoEvents) {
+  RecordingSubscriber a, b;
+  ASSERT_TRUE(Join("quiet:room", a, std::nullopt, Member("c1")).ok());
+  ASSERT_TRUE(Join("quiet:room", b, std::nullopt, Member("c2")).ok());
+  absl::StatusOr<std::vector<v1::ClientInfo>> members = broker().Presence("quiet:room");
+  ASSERT_TRUE(members.ok());
+  EXPECT_EQ(members->size(), 2u);
+  Leave("quiet:room", b, "c2");
+  EXPECT_EQ(broker().Stats().presence_entries, 1u);
+  EXPECT_THAT(a.Log(), IsEmpty());
+  EXPECT_THAT(b.Log(), IsEmpty());
 }
 
 TEST_F(MemoryBrokerTest, PresenceOffIsFailedPreconditionAndSendsNoEvents) {

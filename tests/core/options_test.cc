@@ -66,6 +66,11 @@ TEST_F(ParseNamespacesTest, ParsesEveryField) {
   EXPECT_TRUE(chat.client_publish);
 }
 
+TEST_F(ParseNamespacesTest, ParsesJoinLeave) {
+  EXPECT_FALSE(ParseOne("big:join_leave=false", "big").join_leave);
+  EXPECT_TRUE(ParseOne("big:join_leave=true", "big").join_leave);
+}
+
 TEST_F(ParseNamespacesTest, UnspecifiedFieldsKeepTheBase) {
   NamespaceOptions feed = ParseOne("feed:history_size=0", "feed");
   EXPECT_EQ(feed.history_size, 0u);
