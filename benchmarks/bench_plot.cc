@@ -23,11 +23,20 @@ std::string Escape(const std::string& text) {
   std::string out;
   for (char c : text) {
     switch (c) {
-      case '&': out += "&amp;"; break;
-      case '<': out += "&lt;"; break;
-      case '>': out += "&gt;"; break;
-      case '"': out += "&quot;"; break;
-      default: out += c;
+      case '&':
+        out += "&amp;";
+        break;
+      case '<':
+        out += "&lt;";
+        break;
+      case '>':
+        out += "&gt;";
+        break;
+      case '"':
+        out += "&quot;";
+        break;
+      default:
+        out += c;
     }
   }
   return out;
@@ -38,8 +47,8 @@ std::string Text(double x, double y, const std::string& text, const std::string&
 }
 
 std::string Line(double x1, double y1, double x2, double y2, const std::string& attrs) {
-  return absl::StrFormat("<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" %s/>\n", x1, y1,
-                         x2, y2, attrs);
+  return absl::StrFormat("<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" %s/>\n", x1, y1, x2,
+                         y2, attrs);
 }
 
 // 1234567 -> "1.2M", 25000 -> "25k", 50 -> "50".
@@ -189,17 +198,18 @@ std::string RenderPlotSvg(const RunReport& r) {
   for (size_t i = 0; i < n; ++i) {
     const StepReport& s = r.steps[i];
     std::string tick = by_subscribers ? Short(s.subscribers)
-                       : by_rate      ? (s.rate_per_room == 0 ? std::string("max")
-                                                              : Short(s.rate_per_room))
-                                      : s.label;
+                       : by_rate
+                           ? (s.rate_per_room == 0 ? std::string("max") : Short(s.rate_per_room))
+                           : s.label;
     out += Line(x_of(i), kBottom, x_of(i), kBottom + 5, "stroke=\"#333\"");
     out += Text(x_of(i), kBottom + 19, tick,
                 s.sustainable ? "text-anchor=\"middle\""
                               : "text-anchor=\"middle\" fill=\"#d62728\" font-weight=\"bold\"");
     if (!s.sustainable) {
-      out += absl::StrFormat("<text x=\"%.1f\" y=\"%.1f\" text-anchor=\"middle\" fill=\"#d62728\" "
-                             "font-size=\"10\">✗<title>%s</title></text>\n",
-                             x_of(i), kBottom + 32, Escape(s.verdict));
+      out += absl::StrFormat(
+          "<text x=\"%.1f\" y=\"%.1f\" text-anchor=\"middle\" fill=\"#d62728\" "
+          "font-size=\"10\">✗<title>%s</title></text>\n",
+          x_of(i), kBottom + 32, Escape(s.verdict));
     }
   }
   out += Text((kLeft + kRight) / 2, kBottom + 50,
@@ -219,7 +229,8 @@ std::string RenderPlotSvg(const RunReport& r) {
         pen_down = false;
         continue;
       }
-      absl::StrAppend(&path, pen_down ? " L" : " M", absl::StrFormat("%.1f %.1f", x_of(i), y_ms(v)));
+      absl::StrAppend(&path, pen_down ? " L" : " M",
+                      absl::StrFormat("%.1f %.1f", x_of(i), y_ms(v)));
       pen_down = true;
       out += absl::StrFormat(
           "<circle cx=\"%.1f\" cy=\"%.1f\" r=\"3.5\" fill=\"%s\"><title>%s %s: %.3g ms</title>"
@@ -239,7 +250,8 @@ std::string RenderPlotSvg(const RunReport& r) {
   const double ly = kHeight - 22;
   for (const Series& ser : series) {
     out += absl::StrFormat(
-        "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" stroke=\"%s\" stroke-width=\"2\"%s/>\n",
+        "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" stroke=\"%s\" "
+        "stroke-width=\"2\"%s/>\n",
         lx, ly - 4, lx + 24, ly - 4, ser.color,
         *ser.dash ? absl::StrCat(" stroke-dasharray=\"", ser.dash, "\"") : std::string());
     out += Text(lx + 30, ly, absl::StrCat("latency ", ser.name));

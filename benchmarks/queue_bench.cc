@@ -73,7 +73,8 @@ class QueueingSubscriber final : public Subscriber {
       queued_bytes_ -= e.bytes;
       gauges_->events.fetch_sub(1, std::memory_order_relaxed);
       gauges_->bytes.fetch_sub(static_cast<int64_t>(e.bytes), std::memory_order_relaxed);
-      if (auto* event = std::get_if<RoomEventPtr>(&e.item)) *out.mutable_message() = (*event)->message();
+      if (auto* event = std::get_if<RoomEventPtr>(&e.item))
+        *out.mutable_message() = (*event)->message();
       benchmark::DoNotOptimize(out);
       ++taken;
     }

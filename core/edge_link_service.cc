@@ -149,7 +149,8 @@ class EdgeLinkReactor final
   }
 
   absl::Status Connect(const v1::ClientInfo& info) {
-    if (info.client_id().empty()) return absl::InvalidArgumentError("client_connected without client_id");
+    if (info.client_id().empty())
+      return absl::InvalidArgumentError("client_connected without client_id");
     if (absl::Status s = ValidateClientInfo(info, *context_->options); !s.ok()) return s;
     absl::MutexLock lock(&state_mu_);
     if (!clients_.try_emplace(info.client_id(), Client{info, {}}).second) {
@@ -189,7 +190,8 @@ class EdgeLinkReactor final
               context_->broker->Presence(request.presence().room());
           status = members.status();
           if (status.ok()) {
-            for (v1::ClientInfo& m : *members) *reply->mutable_presence()->add_clients() = std::move(m);
+            for (v1::ClientInfo& m : *members)
+              *reply->mutable_presence()->add_clients() = std::move(m);
           }
           break;
         }
@@ -221,22 +223,21 @@ class EdgeLinkReactor final
     if (client.rooms.contains(join.room())) {
       return absl::AlreadyExistsError(absl::StrCat("already joined \"", join.room(), "\""));
     }
-    absl::Status s = context_->broker->Join(
-        join.room(), join.has_since() ? &join.since() : nullptr, this, &client.info,
-        [&](const JoinResult& result) {
-          v1::CoreToEdge out;
-          v1::EdgeReply* reply = out.mutable_reply();
-          reply->set_request_id(request_id);
-          v1::JoinResult* r = reply->mutable_join();
-          r->set_recovered(result.recovered);
-          *r->mutable_position() = result.position;
-          size_t bytes = 64;
-          for (const RoomEventPtr& e : result.replayed) {
-            *r->add_replayed() = e->message();
-            bytes += QueuedBytes(*e);
-          }
-          Enqueue(std::move(out), bytes);
-        });
+    absl::Status s = context_->broker->Join(join.room(), join.has_since() ? &join.since() : nullptr,
+                                            this, &client.info, [&](const JoinResult& result) {
+                                              v1::CoreToEdge out;
+                                              v1::EdgeReply* reply = out.mutable_reply();
+                                              reply->set_request_id(request_id);
+                                              v1::JoinResult* r = reply->mutable_join();
+                                              r->set_recovered(result.recovered);
+                                              *r->mutable_position() = result.position;
+                                              size_t bytes = 64;
+                                              for (const RoomEventPtr& e : result.replayed) {
+                                                *r->add_replayed() = e->message();
+                                                bytes += QueuedBytes(*e);
+                                              }
+                                              Enqueue(std::move(out), bytes);
+                                            });
     if (s.ok()) client.rooms.insert(join.room());
     return s;
   }

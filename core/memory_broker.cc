@@ -1,7 +1,5 @@
 #include "core/memory_broker.h"
 
-#include "core/room_name.h"
-
 #include <algorithm>
 #include <deque>
 #include <utility>
@@ -10,6 +8,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "core/room_name.h"
 #include "google/protobuf/util/time_util.h"
 
 namespace roomcast::core {
@@ -125,8 +124,9 @@ absl::StatusOr<v1::Position> MemoryBroker::Publish(absl::string_view room_name, 
   absl::StatusOr<const NamespaceOptions*> ns = Resolve(room_name);
   if (!ns.ok()) return ns.status();
   if (data.size() > options_.max_payload_bytes) {
-    return absl::InvalidArgumentError(absl::StrFormat(
-        "payload is %d bytes, larger than the limit of %d", data.size(), options_.max_payload_bytes));
+    return absl::InvalidArgumentError(
+        absl::StrFormat("payload is %d bytes, larger than the limit of %d", data.size(),
+                        options_.max_payload_bytes));
   }
   auto event = std::make_shared<v1::RoomEvent>();
   v1::Message* message = event->mutable_message();
@@ -143,8 +143,8 @@ absl::StatusOr<v1::Position> MemoryBroker::Publish(absl::string_view room_name, 
     absl::Time now = clock_->Now();
     message->mutable_position()->set_epoch(r.epoch);
     message->mutable_position()->set_offset(++r.offset);
-    *message->mutable_time() = google::protobuf::util::TimeUtil::NanosecondsToTimestamp(
-        absl::ToUnixNanos(now));
+    *message->mutable_time() =
+        google::protobuf::util::TimeUtil::NanosecondsToTimestamp(absl::ToUnixNanos(now));
     RoomEventPtr shared = std::move(event);
     if (r.options->history_size > 0) {
       r.history.push_back(shared);
@@ -234,9 +234,9 @@ absl::StatusOr<HistoryResult> MemoryBroker::History(absl::string_view room_name,
   uint64_t after = 0;
   if (since != nullptr) {
     if (since->epoch() != room->epoch) {
-      return absl::FailedPreconditionError(absl::StrCat(
-          "epoch mismatch: since is from epoch \"", since->epoch(), "\", the room is at \"",
-          room->epoch, "\""));
+      return absl::FailedPreconditionError(absl::StrCat("epoch mismatch: since is from epoch \"",
+                                                        since->epoch(), "\", the room is at \"",
+                                                        room->epoch, "\""));
     }
     if (since->offset() > room->offset) {
       return absl::OutOfRangeError(absl::StrFormat(

@@ -29,7 +29,9 @@ absl::Status ParseField(absl::string_view key, absl::string_view value, Namespac
     if (!absl::SimpleAtob(value, &flag)) {
       return absl::InvalidArgumentError(absl::StrCat(key, ": not a boolean: ", value));
     }
-    (key == "presence" ? ns.presence : key == "join_leave" ? ns.join_leave : ns.client_publish) = flag;
+    (key == "presence"     ? ns.presence
+     : key == "join_leave" ? ns.join_leave
+                           : ns.client_publish) = flag;
   } else {
     return absl::InvalidArgumentError(absl::StrCat("unknown namespace option: ", key));
   }
@@ -50,8 +52,10 @@ absl::StatusOr<absl::flat_hash_map<std::string, NamespaceOptions>> ParseNamespac
     }
     NamespaceOptions ns = base;
     if (name_and_fields.size() == 2) {
-      for (absl::string_view field : absl::StrSplit(name_and_fields[1], ',', absl::SkipWhitespace())) {
-        std::pair<absl::string_view, absl::string_view> kv = absl::StrSplit(field, absl::MaxSplits('=', 1));
+      for (absl::string_view field :
+           absl::StrSplit(name_and_fields[1], ',', absl::SkipWhitespace())) {
+        std::pair<absl::string_view, absl::string_view> kv =
+            absl::StrSplit(field, absl::MaxSplits('=', 1));
         if (absl::Status s = ParseField(absl::StripAsciiWhitespace(kv.first),
                                         absl::StripAsciiWhitespace(kv.second), ns);
             !s.ok()) {

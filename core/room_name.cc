@@ -11,8 +11,8 @@ bool IsNamespaceChar(char c) {
 }
 
 bool IsNameChar(char c) {
-  return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-         c == '_' || c == '-' || c == '.' || c == '=' || c == '@' || c == '/' || c == '+';
+  return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' ||
+         c == '-' || c == '.' || c == '=' || c == '@' || c == '/' || c == '+';
 }
 
 }  // namespace
@@ -33,8 +33,8 @@ absl::string_view NamespaceOf(absl::string_view room) {
 absl::Status ValidateRoomName(absl::string_view room, size_t max_bytes) {
   if (room.empty()) return absl::InvalidArgumentError("room name is empty");
   if (room.size() > max_bytes) {
-    return absl::InvalidArgumentError(
-        absl::StrFormat("room name is %d bytes, longer than the limit of %d", room.size(), max_bytes));
+    return absl::InvalidArgumentError(absl::StrFormat(
+        "room name is %d bytes, longer than the limit of %d", room.size(), max_bytes));
   }
   absl::string_view name = room;
   if (size_t colon = room.find(':'); colon != absl::string_view::npos) {
@@ -47,9 +47,9 @@ absl::Status ValidateRoomName(absl::string_view room, size_t max_bytes) {
   if (name.empty()) return absl::InvalidArgumentError("room name is empty after its namespace");
   for (char c : name) {
     if (!IsNameChar(c)) {
-      return absl::InvalidArgumentError(absl::StrFormat(
-          "room name has a character outside [A-Za-z0-9_-.=@/+] (byte 0x%02x)",
-          static_cast<unsigned char>(c)));
+      return absl::InvalidArgumentError(
+          absl::StrFormat("room name has a character outside [A-Za-z0-9_-.=@/+] (byte 0x%02x)",
+                          static_cast<unsigned char>(c)));
     }
   }
   return absl::OkStatus();

@@ -7,9 +7,9 @@
 #define ROOMCAST_CORE_ROOM_NAME_H_
 
 #include <cstddef>
-#include "absl/strings/string_view.h"
 
 #include "absl/status/status.h"
+#include "absl/strings/string_view.h"
 
 namespace roomcast::core {
 

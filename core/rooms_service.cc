@@ -61,9 +61,9 @@ class RoomSubscription final
   uint32_t Disconnect(const v1::DisconnectRequest& request) override {
     if (!Matches(client_, request)) return 0;
     // UNAVAILABLE tells a client library to reconnect; ABORTED not to.
-    FinishOnce(grpc::Status(request.reconnect() ? grpc::StatusCode::UNAVAILABLE
-                                                : grpc::StatusCode::ABORTED,
-                            absl::StrCat("disconnected by the server: ", request.reason())),
+    FinishOnce(grpc::Status(
+                   request.reconnect() ? grpc::StatusCode::UNAVAILABLE : grpc::StatusCode::ABORTED,
+                   absl::StrCat("disconnected by the server: ", request.reason())),
                false);
     return 1;
   }
@@ -106,7 +106,8 @@ class RoomSubscription final
     absl::flat_hash_set<absl::string_view> seen;
     for (const auto& room : request.rooms()) {
       if (!seen.insert(room.room()).second) {
-        return absl::InvalidArgumentError(absl::StrCat("room \"", room.room(), "\" is listed twice"));
+        return absl::InvalidArgumentError(
+            absl::StrCat("room \"", room.room(), "\" is listed twice"));
       }
     }
     if (absl::Status s = ValidateClientInfo(request.client(), options); !s.ok()) return s;
@@ -116,17 +117,19 @@ class RoomSubscription final
     }
     const v1::ClientInfo* member = request.presence() ? &client_ : nullptr;
     for (const auto& room : request.rooms()) {
-      absl::Status s = context_->broker->Join(
-          room.room(), room.has_since() ? &room.since() : nullptr, this, member,
-          [&](const JoinResult& result) {
-            for (const RoomEventPtr& e : result.replayed) Enqueue(e, QueuedBytes(*e));
-            v1::Recovery recovery;
-            recovery.set_room(room.room());
-            recovery.set_recovered(result.recovered);
-            *recovery.mutable_position() = result.position;
-            Enqueue(std::move(recovery), 64 + room.room().size());
-          });
-      if (!s.ok()) return absl::Status(s.code(), absl::StrCat("room \"", room.room(), "\": ", s.message()));
+      absl::Status s =
+          context_->broker->Join(room.room(), room.has_since() ? &room.since() : nullptr, this,
+                                 member, [&](const JoinResult& result) {
+                                   for (const RoomEventPtr& e : result.replayed)
+                                     Enqueue(e, QueuedBytes(*e));
+                                   v1::Recovery recovery;
+                                   recovery.set_room(room.room());
+                                   recovery.set_recovered(result.recovered);
+                                   *recovery.mutable_position() = result.position;
+                                   Enqueue(std::move(recovery), 64 + room.room().size());
+                                 });
+      if (!s.ok())
+        return absl::Status(s.code(), absl::StrCat("room \"", room.room(), "\": ", s.message()));
       joined_.push_back(room.room());
     }
     presence_ = request.presence();
@@ -192,10 +195,10 @@ class PublishStreamReactor final
     ack.set_id(request_.id());
     absl::Status s = ValidateClientInfo(request_.publisher(), *context_->options);
     absl::StatusOr<v1::Position> position =
-        s.ok() ? context_->broker->Publish(
-                     request_.room(), std::move(*request_.mutable_data()),
-                     request_.has_publisher() ? &request_.publisher() : nullptr)
-               : absl::StatusOr<v1::Position>(s);
+        s.ok()
+            ? context_->broker->Publish(request_.room(), std::move(*request_.mutable_data()),
+                                        request_.has_publisher() ? &request_.publisher() : nullptr)
+            : absl::StatusOr<v1::Position>(s);
     if (position.ok()) {
       *ack.mutable_position() = *std::move(position);
     } else {
@@ -284,9 +287,9 @@ grpc::ServerWriteReactor<v1::SubscribeResponse>* RoomsService::Subscribe(
 grpc::ServerUnaryReactor* RoomsService::History(grpc::CallbackServerContext* ctx,
                                                 const v1::HistoryRequest* request,
                                                 v1::HistoryResponse* response) {
-  absl::StatusOr<HistoryResult> history = context_->broker->History(
-      request->room(), request->has_since() ? &request->since() : nullptr, request->limit(),
-      request->reverse());
+  absl::StatusOr<HistoryResult> history =
+      context_->broker->History(request->room(), request->has_since() ? &request->since() : nullptr,
+                                request->limit(), request->reverse());
   if (history.ok()) {
     for (const RoomEventPtr& e : history->messages) *response->add_messages() = e->message();
     *response->mutable_position() = history->position;

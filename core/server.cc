@@ -38,9 +38,8 @@ absl::StatusOr<std::string> CoreServer::Start() {
   builder.AddChannelArgument(GRPC_ARG_HTTP2_MIN_RECV_PING_INTERVAL_WITHOUT_DATA_MS, 10'000);
   builder.AddChannelArgument(GRPC_ARG_HTTP2_MAX_PING_STRIKES, 0);
   // Payloads are capped by max_payload_bytes; leave room for the envelope.
-  builder.SetMaxReceiveMessageSize(
-      static_cast<int>(options_.engine.max_payload_bytes + options_.engine.max_client_info_bytes +
-                       64 * 1024));
+  builder.SetMaxReceiveMessageSize(static_cast<int>(
+      options_.engine.max_payload_bytes + options_.engine.max_client_info_bytes + 64 * 1024));
   server_ = builder.BuildAndStart();
   if (server_ == nullptr || port == 0) {
     server_.reset();

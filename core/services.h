@@ -51,8 +51,7 @@ class RoomsService final : public v1::Rooms::CallbackService {
   grpc::ServerUnaryReactor* Disconnect(grpc::CallbackServerContext* ctx,
                                        const v1::DisconnectRequest* request,
                                        v1::DisconnectResponse* response) override;
-  grpc::ServerUnaryReactor* Stats(grpc::CallbackServerContext* ctx,
-                                  const v1::StatsRequest* request,
+  grpc::ServerUnaryReactor* Stats(grpc::CallbackServerContext* ctx, const v1::StatsRequest* request,
                                   v1::StatsResponse* response) override;
 
  private:

@@ -107,7 +107,9 @@ CoreLink::CoreLink(const EdgeOptions& options, Handler handler)
 
 CoreLink::~CoreLink() { Stop(); }
 
-void CoreLink::Start() { thread_ = std::thread([this] { Run(); }); }
+void CoreLink::Start() {
+  thread_ = std::thread([this] { Run(); });
+}
 
 void CoreLink::Stop() {
   {
@@ -134,7 +136,8 @@ void CoreLink::Run() {
     {
       absl::MutexLock lock(&mu_);
       while (!stream_done_) {
-        auto wake = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return stream_done_ || stopping_; };
+        auto wake = [this]()
+                        ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return stream_done_ || stopping_; };
         mu_.AwaitWithTimeout(absl::Condition(&wake), absl::Milliseconds(200));
         if (stopping_ && !stream_done_) {
           stream_->Cancel();

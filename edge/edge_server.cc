@@ -193,7 +193,8 @@ class WsSession final : public Client, public std::enable_shared_from_this<WsSes
       // client why, and close. It reconnects and resumes from its last position.
       ctx_.hub.counters().slow_consumer_total.fetch_add(1);
       while (queue_.size() > (writing_ ? 1u : 0u)) PopBack();
-      Close(v1::SLOW_CONSUMER, "slow consumer: too much data waiting; resume from the last position");
+      Close(v1::SLOW_CONSUMER,
+            "slow consumer: too much data waiting; resume from the last position");
       return;
     }
     Enqueue(std::shared_ptr<const void>(frame), net::buffer(bytes));
@@ -255,10 +256,11 @@ class WsSession final : public Client, public std::enable_shared_from_this<WsSes
     uint64_t id = 0;
     absl::StatusOr<v1::ClientFrame> frame = DecodeClientFrame(payload, received, &id);
     if (received != encoding_) {
-      BadRequest(id, absl::InvalidArgumentError(
-                         encoding_ == Encoding::kJson
-                             ? "binary frame on a JSON connection (use subprotocol roomcast.v1.proto)"
-                             : "text frame on a protobuf connection"));
+      BadRequest(id,
+                 absl::InvalidArgumentError(
+                     encoding_ == Encoding::kJson
+                         ? "binary frame on a JSON connection (use subprotocol roomcast.v1.proto)"
+                         : "text frame on a protobuf connection"));
       return;
     }
     if (!frame.ok()) {
@@ -282,13 +284,14 @@ class WsSession final : public Client, public std::enable_shared_from_this<WsSes
       case v1::ClientFrame::kJoin: {
         const std::string& room = frame->join().room();
         if (joined_.contains(room) || joining_.contains(room)) {
-          ReplyLocal(ErrorFrame(id, absl::AlreadyExistsError(absl::StrCat("already joined \"", room, "\""))));
+          ReplyLocal(ErrorFrame(
+              id, absl::AlreadyExistsError(absl::StrCat("already joined \"", room, "\""))));
           return;
         }
         if (joined_.size() + joining_.size() >= ctx_.options.max_rooms_per_connection) {
-          ReplyLocal(ErrorFrame(id, absl::ResourceExhaustedError(absl::StrCat(
-                                        "too many rooms on one connection (limit ",
-                                        ctx_.options.max_rooms_per_connection, ")"))));
+          ReplyLocal(ErrorFrame(id, absl::ResourceExhaustedError(
+                                        absl::StrCat("too many rooms on one connection (limit ",
+                                                     ctx_.options.max_rooms_per_connection, ")"))));
           return;
         }
         joining_.insert(room);
@@ -319,13 +322,14 @@ class WsSession final : public Client, public std::enable_shared_from_this<WsSes
     }
     request.set_client_id(this->id());
     slots_.emplace_back();  // Pending until the core answers (in request order).
-    ctx_.link.Request(generation_, std::move(request),
-                      [self = shared_from_this(), id, frame = *std::move(frame)](v1::EdgeReply reply) {
-                        net::post(self->ws_.get_executor(),
-                                  [self, id, frame = std::move(frame), reply = std::move(reply)] {
-                                    self->OnCoreReply(id, frame, reply);
-                                  });
-                      });
+    ctx_.link.Request(
+        generation_, std::move(request),
+        [self = shared_from_this(), id, frame = *std::move(frame)](v1::EdgeReply reply) {
+          net::post(self->ws_.get_executor(),
+                    [self, id, frame = std::move(frame), reply = std::move(reply)] {
+                      self->OnCoreReply(id, frame, reply);
+                    });
+        });
   }
 
   // Core replies arrive in request order; each fills the oldest pending slot.
@@ -356,7 +360,8 @@ class WsSession final : public Client, public std::enable_shared_from_this<WsSes
         }
         case v1::EdgeReply::kLeave:
           // Also undoes a join that was still pending when the leave was sent.
-          if (joined_.erase(request.leave().room()) > 0) ctx_.hub.Leave(*this, request.leave().room());
+          if (joined_.erase(request.leave().room()) > 0)
+            ctx_.hub.Leave(*this, request.leave().room());
           r->mutable_leave();
           break;
         case v1::EdgeReply::kPublish:
@@ -367,7 +372,8 @@ class WsSession final : public Client, public std::enable_shared_from_this<WsSes
           break;
         case v1::EdgeReply::kHistory: {
           v1::BrowserHistory* h = r->mutable_history();
-          for (const v1::Message& m : reply.history().messages()) *h->add_messages() = ToServerMessage(m);
+          for (const v1::Message& m : reply.history().messages())
+            *h->add_messages() = ToServerMessage(m);
           *h->mutable_position() = reply.history().position();
           break;
         }
@@ -546,7 +552,9 @@ class SseSession final : public Client, public std::enable_shared_from_this<SseS
         since_(std::move(since)),
         heartbeat_(stream_.get_executor()) {}
 
-  ~SseSession() override { ctx_.hub.counters().queued_bytes.fetch_sub(pending_.size() + writing_bytes_); }
+  ~SseSession() override {
+    ctx_.hub.counters().queued_bytes.fetch_sub(pending_.size() + writing_bytes_);
+  }
 
   // `headers` carries the CORS headers already decided.
   void Run(http::response<http::empty_body> headers) {
@@ -610,12 +618,11 @@ class SseSession final : public Client, public std::enable_shared_from_this<SseS
     if (auto it = since_.find(room); it != since_.end()) {
       *request.mutable_join()->mutable_since() = it->second;
     }
-    ctx_.link.Request(generation_, std::move(request),
-                      [self = shared_from_this(), room](v1::EdgeReply reply) {
-                        net::post(self->stream_.get_executor(), [self, room, reply = std::move(reply)] {
-                          self->OnJoined(room, reply);
-                        });
-                      });
+    ctx_.link.Request(
+        generation_, std::move(request), [self = shared_from_this(), room](v1::EdgeReply reply) {
+          net::post(self->stream_.get_executor(),
+                    [self, room, reply = std::move(reply)] { self->OnJoined(room, reply); });
+        });
   }
 
   void OnJoined(const std::string& room, const v1::EdgeReply& reply) {
@@ -623,7 +630,8 @@ class SseSession final : public Client, public std::enable_shared_from_this<SseS
     if (reply.has_error()) {
       absl::Status status = ToStatus(reply.error());
       AppendEvent(EncodeServerFrame(
-          ErrorFrame(0, absl::Status(status.code(), absl::StrCat("room \"", room, "\": ", status.message()))),
+          ErrorFrame(0, absl::Status(status.code(),
+                                     absl::StrCat("room \"", room, "\": ", status.message()))),
           Encoding::kJson));
       if (reply.error().code() == grpc::StatusCode::UNAVAILABLE) {
         Close(v1::RECONNECT, "the core link went down; reconnect");
@@ -704,15 +712,14 @@ class SseSession final : public Client, public std::enable_shared_from_this<SseS
   // The client sends nothing after its request; a read completing (with
   // data or an error) means it went away.
   void WatchForClose() {
-    stream_.socket().async_read_some(
-        net::buffer(discard_),
-        [self = shared_from_this()](beast::error_code ec, size_t) {
-          if (ec) {
-            self->Finish();
-          } else {
-            self->WatchForClose();
-          }
-        });
+    stream_.socket().async_read_some(net::buffer(discard_),
+                                     [self = shared_from_this()](beast::error_code ec, size_t) {
+                                       if (ec) {
+                                         self->Finish();
+                                       } else {
+                                         self->WatchForClose();
+                                       }
+                                     });
   }
 
   void ArmHeartbeat() {
@@ -799,9 +806,9 @@ class HttpSession final : public std::enable_shared_from_this<HttpSession> {
     Route(parser_->release());
   }
 
-  http::response<http::string_body> Text(http::status status, std::string body,
-                                         const http::request<http::string_body>& req,
-                                         absl::string_view content_type = "text/plain; charset=utf-8") {
+  http::response<http::string_body> Text(
+      http::status status, std::string body, const http::request<http::string_body>& req,
+      absl::string_view content_type = "text/plain; charset=utf-8") {
     http::response<http::string_body> res(status, req.version());
     res.set(http::field::server, "roomcast-edge");
     res.set(http::field::content_type, std::string(content_type));
@@ -839,7 +846,8 @@ class HttpSession final : public std::enable_shared_from_this<HttpSession> {
     } else if (path == "/" && is_get) {
       Respond(Text(http::status::ok, std::string(DemoPage()), req, "text/html; charset=utf-8"));
     } else if (path == "/roomcast.js" && is_get) {
-      Respond(Text(http::status::ok, std::string(ClientModule()), req, "text/javascript; charset=utf-8"));
+      Respond(Text(http::status::ok, std::string(ClientModule()), req,
+                   "text/javascript; charset=utf-8"));
     } else {
       Respond(Text(http::status::not_found, "not found\n", req));
     }
@@ -854,7 +862,8 @@ class HttpSession final : public std::enable_shared_from_this<HttpSession> {
       why = "shutting down\n";
     } else if (generation == 0) {
       why = "not ready: no core link\n";
-    } else if (static_cast<size_t>(ctx_.hub.counters().connections()) >= ctx_.options.max_connections) {
+    } else if (static_cast<size_t>(ctx_.hub.counters().connections()) >=
+               ctx_.options.max_connections) {
       why = "server full\n";
     }
     if (why == nullptr) return generation;
@@ -880,7 +889,8 @@ class HttpSession final : public std::enable_shared_from_this<HttpSession> {
     std::optional<uint64_t> generation = Admit(req);
     if (!generation) return;
     bool binary = false;
-    for (absl::string_view p : absl::StrSplit(std::string(req[http::field::sec_websocket_protocol]), ',')) {
+    for (absl::string_view p :
+         absl::StrSplit(std::string(req[http::field::sec_websocket_protocol]), ',')) {
       if (absl::StripAsciiWhitespace(p) == kBinarySubprotocol) binary = true;
     }
     stream_.expires_never();
@@ -900,7 +910,8 @@ class HttpSession final : public std::enable_shared_from_this<HttpSession> {
     std::string last_event_id(req["Last-Event-ID"]);
     for (auto param : url.params()) {
       if (param.key == "room") {
-        for (absl::string_view r : absl::StrSplit(std::string(param.value), ',', absl::SkipEmpty())) {
+        for (absl::string_view r :
+             absl::StrSplit(std::string(param.value), ',', absl::SkipEmpty())) {
           if (std::find(rooms.begin(), rooms.end(), r) == rooms.end()) rooms.emplace_back(r);
         }
       } else if (param.key == "lastEventId" && last_event_id.empty()) {
@@ -917,9 +928,9 @@ class HttpSession final : public std::enable_shared_from_this<HttpSession> {
     std::optional<uint64_t> generation = Admit(req);
     if (!generation) return;
     stream_.expires_never();
-    auto session = std::make_shared<SseSession>(ctx_, std::move(stream_), shard_,
-                                                ctx_.hub.NewClientId(), *generation,
-                                                std::move(rooms), ParseCursor(last_event_id));
+    auto session =
+        std::make_shared<SseSession>(ctx_, std::move(stream_), shard_, ctx_.hub.NewClientId(),
+                                     *generation, std::move(rooms), ParseCursor(last_event_id));
     session->Run(std::move(headers));
   }
 
@@ -973,18 +984,19 @@ class HttpSession final : public std::enable_shared_from_this<HttpSession> {
     request.set_client_id(client_id);
     request.mutable_publish()->set_room(body.room());
     request.mutable_publish()->set_data(ValueToJson(body.data()));
-    auto state = std::make_shared<std::pair<http::request<http::string_body>,
-                                            http::response<http::string_body>>>(std::move(req),
-                                                                                std::move(res));
-    ctx_.link.Request(generation, std::move(request),
-                      [self = shared_from_this(), state, client_id, generation](v1::EdgeReply reply) {
-                        v1::EdgeToCore gone;
-                        gone.mutable_client_disconnected()->set_client_id(client_id);
-                        self->ctx_.link.Send(generation, std::move(gone));
-                        net::post(self->stream_.get_executor(), [self, state, reply = std::move(reply)] {
-                          self->PublishDone(std::move(state->first), std::move(state->second), reply);
-                        });
-                      });
+    auto state = std::make_shared<
+        std::pair<http::request<http::string_body>, http::response<http::string_body>>>(
+        std::move(req), std::move(res));
+    ctx_.link.Request(
+        generation, std::move(request),
+        [self = shared_from_this(), state, client_id, generation](v1::EdgeReply reply) {
+          v1::EdgeToCore gone;
+          gone.mutable_client_disconnected()->set_client_id(client_id);
+          self->ctx_.link.Send(generation, std::move(gone));
+          net::post(self->stream_.get_executor(), [self, state, reply = std::move(reply)] {
+            self->PublishDone(std::move(state->first), std::move(state->second), reply);
+          });
+        });
   }
 
   void PublishDone(http::request<http::string_body> req, http::response<http::string_body> res,
@@ -1025,8 +1037,8 @@ class HttpSession final : public std::enable_shared_from_this<HttpSession> {
           c.queued_bytes.load());
     gauge("roomcast_edge_connections_total", "Connections accepted.", "counter",
           static_cast<int64_t>(c.connections_total.load()));
-    gauge("roomcast_edge_refused_total", "Connections refused (full, no core, shutdown).", "counter",
-          static_cast<int64_t>(c.refused_total.load()));
+    gauge("roomcast_edge_refused_total", "Connections refused (full, no core, shutdown).",
+          "counter", static_cast<int64_t>(c.refused_total.load()));
     gauge("roomcast_edge_frames_delivered_total", "Room events handed to clients.", "counter",
           static_cast<int64_t>(c.frames_delivered_total.load()));
     gauge("roomcast_edge_slow_consumer_total", "Clients closed as slow consumers.", "counter",
@@ -1091,14 +1103,16 @@ class EdgeServer::Impl {
     }
     beast::error_code ec;
     auto address = net::ip::make_address(options_.listen.substr(0, colon), ec);
-    if (ec) return absl::InvalidArgumentError(absl::StrCat("--listen: bad address: ", ec.message()));
+    if (ec)
+      return absl::InvalidArgumentError(absl::StrCat("--listen: bad address: ", ec.message()));
     tcp::endpoint endpoint(address, static_cast<uint16_t>(port));
     acceptor_.open(endpoint.protocol(), ec);
     if (!ec) acceptor_.set_option(net::socket_base::reuse_address(true), ec);
     if (!ec) acceptor_.bind(endpoint, ec);
     if (!ec) acceptor_.listen(net::socket_base::max_listen_connections, ec);
     if (ec) {
-      return absl::UnavailableError(absl::StrCat("cannot listen on ", options_.listen, ": ", ec.message()));
+      return absl::UnavailableError(
+          absl::StrCat("cannot listen on ", options_.listen, ": ", ec.message()));
     }
     tcp::endpoint bound = acceptor_.local_endpoint();
     link_.Start();
@@ -1135,7 +1149,8 @@ class EdgeServer::Impl {
     for (int i = 0; i < std::max(1, n); ++i) out.push_back(std::make_unique<net::io_context>(1));
     return out;
   }
-  static std::vector<net::io_context*> Pointers(const std::vector<std::unique_ptr<net::io_context>>& v) {
+  static std::vector<net::io_context*> Pointers(
+      const std::vector<std::unique_ptr<net::io_context>>& v) {
     std::vector<net::io_context*> out;
     for (const auto& c : v) out.push_back(c.get());
     return out;
@@ -1143,14 +1158,16 @@ class EdgeServer::Impl {
 
   void DoAccept() {
     size_t shard = hub_.PickShard();
-    acceptor_.async_accept(*contexts_[shard], [this, shard](beast::error_code ec, tcp::socket socket) {
-      if (ec == net::error::operation_aborted || !acceptor_.is_open()) return;
-      if (!ec) {
-        socket.set_option(tcp::no_delay(true), ec);
-        std::make_shared<HttpSession>(ctx_, std::move(socket), shard)->Run();
-      }
-      DoAccept();
-    });
+    acceptor_.async_accept(*contexts_[shard],
+                           [this, shard](beast::error_code ec, tcp::socket socket) {
+                             if (ec == net::error::operation_aborted || !acceptor_.is_open())
+                               return;
+                             if (!ec) {
+                               socket.set_option(tcp::no_delay(true), ec);
+                               std::make_shared<HttpSession>(ctx_, std::move(socket), shard)->Run();
+                             }
+                             DoAccept();
+                           });
   }
 
   const EdgeOptions options_;

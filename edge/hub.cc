@@ -81,7 +81,8 @@ void Hub::OnEvents(const v1::EdgeEvents& events) {
   bool with_protobuf = counters_.binary_clients.load(std::memory_order_relaxed) > 0;
   auto frames = std::make_shared<std::vector<FramePtr>>();
   frames->reserve(events.events_size());
-  for (const v1::RoomEvent& event : events.events()) frames->push_back(Encode(event, with_protobuf));
+  for (const v1::RoomEvent& event : events.events())
+    frames->push_back(Encode(event, with_protobuf));
   for (auto& shard : shards_) {
     boost::asio::post(*shard->context, [this, s = shard.get(), frames] { Dispatch(*s, *frames); });
   }
@@ -101,10 +102,10 @@ void Hub::Dispatch(Shard& shard, const std::vector<FramePtr>& frames) {
 void Hub::OnDisconnect(const v1::DisconnectClient& disconnect) {
   std::shared_ptr<Client> client = Find(disconnect.client_id());
   if (client == nullptr) return;
-  boost::asio::post(context(client->shard()), [client, code = disconnect.code(),
-                                               reason = disconnect.reason()] {
-    client->Close(code, reason);
-  });
+  boost::asio::post(context(client->shard()),
+                    [client, code = disconnect.code(), reason = disconnect.reason()] {
+                      client->Close(code, reason);
+                    });
 }
 
 void Hub::CloseAll(v1::DisconnectCode code, const std::string& reason) {

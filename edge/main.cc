@@ -22,7 +22,8 @@ ABSL_FLAG(uint64_t, max_rooms_per_connection, 100, "rooms one connection may joi
 ABSL_FLAG(double, rate_limit, 100, "requests per second per connection");
 ABSL_FLAG(double, rate_burst, 200, "request burst per connection");
 ABSL_FLAG(int, max_bad_requests, 20, "malformed/limited requests before closing with 4500");
-ABSL_FLAG(uint64_t, max_queued_bytes, 1 << 20, "bytes queued per client before a slow-consumer close");
+ABSL_FLAG(uint64_t, max_queued_bytes, 1 << 20,
+          "bytes queued per client before a slow-consumer close");
 ABSL_FLAG(absl::Duration, idle_timeout, absl::Seconds(30), "WebSocket ping/idle timeout");
 ABSL_FLAG(absl::Duration, sse_heartbeat, absl::Seconds(15), "SSE heartbeat comment interval");
 ABSL_FLAG(absl::Duration, sse_retry, absl::Seconds(2), "SSE retry: hint");

@@ -237,8 +237,9 @@ TEST_F(EdgeLinkServiceTest, LeaveAndDisconnectRemoveClientsFromRoomsAndPresence)
   EXPECT_EQ(server_.Stats().presence_entries(), 2u);
   EXPECT_EQ(server_.Stats().subscriptions(), 2u);  // c2 still holds a and b.
   edge.Disconnect("c2");
-  v1::StatsResponse stats = server_.WaitForStats(
-      [](const v1::StatsResponse& s) { return s.presence_entries() == 0 && s.edge_clients() == 1; });
+  v1::StatsResponse stats = server_.WaitForStats([](const v1::StatsResponse& s) {
+    return s.presence_entries() == 0 && s.edge_clients() == 1;
+  });
   EXPECT_EQ(stats.presence_entries(), 0u);
   EXPECT_EQ(stats.subscriptions(), 0u);
   EXPECT_EQ(stats.edge_clients(), 1u);

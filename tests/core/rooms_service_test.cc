@@ -7,8 +7,8 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/notification.h"
-#include "grpcpp/generic/generic_stub.h"
 #include "gmock/gmock.h"
+#include "grpcpp/generic/generic_stub.h"
 #include "grpcpp/health_check_service_interface.h"
 #include "gtest/gtest.h"
 #include "tests/core/subscription_recorder.h"
@@ -92,8 +92,9 @@ TEST_F(RoomsServiceTest, ThousandSubscribersReceiveEveryMessageInOrder) {
     }
   }
   subs.clear();
-  v1::StatsResponse stats = server_.WaitForStats(
-      [](const v1::StatsResponse& s) { return s.subscribe_streams() == 0 && s.subscriptions() == 0; });
+  v1::StatsResponse stats = server_.WaitForStats([](const v1::StatsResponse& s) {
+    return s.subscribe_streams() == 0 && s.subscriptions() == 0;
+  });
   EXPECT_EQ(stats.subscribe_streams(), 0u);
   EXPECT_EQ(stats.subscriptions(), 0u);
   EXPECT_EQ(stats.queued_events(), 0u);
@@ -209,8 +210,8 @@ TEST_F(RoomsServiceTest, SubscribeRejectsDuplicateAndTooManyRooms) {
   SubscriptionRecorder c(server_.rooms(), v1::SubscribeRequest());
   EXPECT_EQ(c.Finish().error_code(), grpc::StatusCode::INVALID_ARGUMENT);
   // A failed Subscribe leaves nothing behind.
-  v1::StatsResponse stats = server_.WaitForStats(
-      [](const v1::StatsResponse& s) { return s.subscribe_streams() == 0; });
+  v1::StatsResponse stats =
+      server_.WaitForStats([](const v1::StatsResponse& s) { return s.subscribe_streams() == 0; });
   EXPECT_EQ(stats.subscriptions(), 0u);
   EXPECT_EQ(stats.subscribe_streams(), 0u);
 }
@@ -349,7 +350,8 @@ TEST_F(RoomsServiceTest, HealthCheckSaysServing) {
     std::vector<grpc::Slice> slices;
     EXPECT_TRUE(response.Dump(&slices).ok());
     std::string bytes;
-    for (const auto& slice : slices) bytes.append(reinterpret_cast<const char*>(slice.begin()), slice.size());
+    for (const auto& slice : slices)
+      bytes.append(reinterpret_cast<const char*>(slice.begin()), slice.size());
     return bytes;
   };
   EXPECT_EQ(check(), std::string("\x08\x01", 2));
@@ -372,8 +374,8 @@ TEST_F(SlowConsumerTest, SlowSubscriberIsEndedAndOthersGetEverything) {
   grpc::ChannelArguments args;
   args.SetInt(GRPC_ARG_HTTP2_BDP_PROBE, 0);
   args.SetInt(GRPC_ARG_HTTP2_STREAM_LOOKAHEAD_BYTES, 64 * 1024);
-  auto stub = v1::Rooms::NewStub(grpc::CreateCustomChannel(
-      server_.address(), grpc::InsecureChannelCredentials(), args));
+  auto stub = v1::Rooms::NewStub(
+      grpc::CreateCustomChannel(server_.address(), grpc::InsecureChannelCredentials(), args));
   SubscriptionRecorder slow(*stub, SubscribeTo("firehose"), /*read=*/false);
   SubscriptionRecorder fast(server_.rooms(), SubscribeTo("firehose"));
   ASSERT_TRUE(fast.WaitForEvents(1));

@@ -16,8 +16,7 @@ class SubscriptionRecorder : public grpc::ClientReadReactor<v1::SubscribeRespons
  public:
   // Starts the call; reads at once unless `read` is false (a consumer that
   // does not read until StartReading).
-  SubscriptionRecorder(v1::Rooms::Stub& stub, const v1::SubscribeRequest& request,
-                       bool read = true)
+  SubscriptionRecorder(v1::Rooms::Stub& stub, const v1::SubscribeRequest& request, bool read = true)
       : request_(request) {
     stub.async()->Subscribe(&ctx_, &request_, this);
     if (read) StartRead(&response_);

@@ -113,7 +113,8 @@ TEST_F(HubTest, EveryMemberOnEveryShardGetsEachEventOnceInOrder) {
   for (auto& m : members) {
     std::vector<FramePtr> frames = m->frames();
     ASSERT_EQ(frames.size(), 3u);
-    for (int i = 0; i < 3; ++i) EXPECT_EQ(frames[i]->position.offset(), static_cast<uint64_t>(i + 1));
+    for (int i = 0; i < 3; ++i)
+      EXPECT_EQ(frames[i]->position.offset(), static_cast<uint64_t>(i + 1));
   }
   EXPECT_TRUE(outsider->frames().empty());
 }
@@ -179,9 +180,7 @@ TEST_F(HubTest, CloseAllClosesEveryRegisteredClient) {
   EXPECT_EQ(gone->closed_with(), v1::DISCONNECT_CODE_UNSPECIFIED);
 }
 
-TEST_F(HubTest, ClientIdsAreUnique) {
-  EXPECT_NE(hub_.NewClientId(), hub_.NewClientId());
-}
+TEST_F(HubTest, ClientIdsAreUnique) { EXPECT_NE(hub_.NewClientId(), hub_.NewClientId()); }
 
 }  // namespace
 }  // namespace roomcast::edge
