@@ -47,7 +47,11 @@ class RoomSubscription final
  public:
   RoomSubscription(ServiceContext* context, const v1::SubscribeRequest& request)
       : QueuedWriter(context->options->subscribe_queue, context->gauges), context_(context) {
-    if (!context_->registry->Add(this, ConnectionRegistry::Kind::kSubscribe)) {
+    // The identity is settled before the stream is registered (Disconnect
+    // reads it) and before any join (a failed Subscribe must leave presence).
+    if (absl::Status s = Prepare(request); !s.ok()) {
+      FinishOnce(ToGrpcStatus(s), false);
+    } else if (!context_->registry->Add(this, ConnectionRegistry::Kind::kSubscribe)) {
       FinishOnce(grpc::Status(grpc::StatusCode::UNAVAILABLE, "server shutting down"), false);
     } else if (absl::Status s = JoinAll(request); !s.ok()) {
       LeaveAll();
@@ -96,7 +100,7 @@ class RoomSubscription final
     }
   }
 
-  absl::Status JoinAll(const v1::SubscribeRequest& request) {
+  absl::Status Prepare(const v1::SubscribeRequest& request) {
     const CoreOptions& options = *context_->options;
     if (request.rooms().empty()) return absl::InvalidArgumentError("no rooms to subscribe to");
     if (static_cast<size_t>(request.rooms_size()) > options.max_rooms_per_subscribe) {
@@ -115,7 +119,12 @@ class RoomSubscription final
     if (client_.client_id().empty()) {
       client_.set_client_id(absl::StrCat("core-", context_->next_client_id.fetch_add(1)));
     }
-    const v1::ClientInfo* member = request.presence() ? &client_ : nullptr;
+    presence_ = request.presence();
+    return absl::OkStatus();
+  }
+
+  absl::Status JoinAll(const v1::SubscribeRequest& request) {
+    const v1::ClientInfo* member = presence_ ? &client_ : nullptr;
     for (const auto& room : request.rooms()) {
       absl::Status s =
           context_->broker->Join(room.room(), room.has_since() ? &room.since() : nullptr, this,
@@ -132,7 +141,6 @@ class RoomSubscription final
         return absl::Status(s.code(), absl::StrCat("room \"", room.room(), "\": ", s.message()));
       joined_.push_back(room.room());
     }
-    presence_ = request.presence();
     return absl::OkStatus();
   }
 

@@ -217,11 +217,16 @@ void CoreLink::OnReply(uint64_t generation, v1::EdgeReply reply) {
 }
 
 void CoreLink::FailPending(uint64_t generation_ended) {
-  absl::flat_hash_map<uint64_t, Pending> failed;
+  std::vector<std::pair<uint64_t, Pending>> failed;
   {
     absl::MutexLock lock(&mu_);
-    failed.swap(pending_);
+    failed.assign(std::make_move_iterator(pending_.begin()),
+                  std::make_move_iterator(pending_.end()));
+    pending_.clear();
   }
+  // In request order (ids increase), so each client sees its errors in order.
+  std::sort(failed.begin(), failed.end(),
+            [](const auto& a, const auto& b) { return a.first < b.first; });
   for (auto& [id, pending] : failed) {
     v1::EdgeReply reply;
     reply.set_request_id(id);
@@ -245,6 +250,8 @@ void CoreLink::ExpirePending() {
       }
     }
   }
+  std::sort(expired.begin(), expired.end(),
+            [](const auto& a, const auto& b) { return a.first < b.first; });
   for (auto& [id, callback] : expired) {
     v1::EdgeReply reply;
     reply.set_request_id(id);

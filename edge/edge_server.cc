@@ -321,19 +321,21 @@ class WsSession final : public Client, public std::enable_shared_from_this<WsSes
         return;
     }
     request.set_client_id(this->id());
-    slots_.emplace_back();  // Pending until the core answers (in request order).
+    uint64_t slot = next_slot_++;
+    slots_.push_back({slot, std::nullopt});  // Pending until the core answers.
     ctx_.link.Request(
         generation_, std::move(request),
-        [self = shared_from_this(), id, frame = *std::move(frame)](v1::EdgeReply reply) {
+        [self = shared_from_this(), slot, id, frame = *std::move(frame)](v1::EdgeReply reply) {
           net::post(self->ws_.get_executor(),
-                    [self, id, frame = std::move(frame), reply = std::move(reply)] {
-                      self->OnCoreReply(id, frame, reply);
+                    [self, slot, id, frame = std::move(frame), reply = std::move(reply)] {
+                      self->OnCoreReply(slot, id, frame, reply);
                     });
         });
   }
 
-  // Core replies arrive in request order; each fills the oldest pending slot.
-  void OnCoreReply(uint64_t id, const v1::ClientFrame& request, const v1::EdgeReply& reply) {
+  // Fills the request's slot; replies go out in request order.
+  void OnCoreReply(uint64_t slot, uint64_t id, const v1::ClientFrame& request,
+                   const v1::EdgeReply& reply) {
     std::vector<std::string> frames;
     if (request.has_join()) joining_.erase(request.join().room());
     if (reply.has_error()) {
@@ -382,28 +384,32 @@ class WsSession final : public Client, public std::enable_shared_from_this<WsSes
       }
       if (id != 0) frames.push_back(EncodeServerFrame(out, encoding_));  // 0: no reply wanted.
     }
-    for (auto& slot : slots_) {
-      if (!slot.has_value()) {
-        slot = std::move(frames);
+    for (Slot& s : slots_) {
+      if (s.seq == slot) {
+        s.frames = std::move(frames);
         break;
       }
     }
     FlushSlots();
     if (reply.has_error() && reply.error().code() == grpc::StatusCode::UNAVAILABLE) {
       Close(v1::RECONNECT, "the core link went down; reconnect");
+    } else if (reply.has_error() && reply.error().code() == grpc::StatusCode::DEADLINE_EXCEEDED) {
+      // The core may still apply the request (a join, a publish): the edge
+      // no longer knows this client's state, so it reconnects and resumes.
+      Close(v1::RECONNECT, "the core did not answer in time; reconnect");
     }
   }
 
   // A reply decided here (ping, local errors) waits behind earlier requests
   // still at the core, so every client sees replies in request order.
   void ReplyLocal(const v1::ServerFrame& frame) {
-    slots_.push_back(std::vector<std::string>{EncodeServerFrame(frame, encoding_)});
+    slots_.push_back({next_slot_++, std::vector<std::string>{EncodeServerFrame(frame, encoding_)}});
     FlushSlots();
   }
 
   void FlushSlots() {
-    while (!slots_.empty() && slots_.front().has_value()) {
-      for (std::string& f : *slots_.front()) EnqueueOwned(std::move(f));
+    while (!slots_.empty() && slots_.front().frames.has_value()) {
+      for (std::string& f : *slots_.front().frames) EnqueueOwned(std::move(f));
       slots_.pop_front();
     }
   }
@@ -515,8 +521,13 @@ class WsSession final : public Client, public std::enable_shared_from_this<WsSes
   size_t queued_bytes_ = 0;
   absl::flat_hash_set<std::string> joined_;
   absl::flat_hash_set<std::string> joining_;
-  // Replies in request order: nullopt while the core has not answered.
-  std::deque<std::optional<std::vector<std::string>>> slots_;
+  // Replies in request order.
+  struct Slot {
+    uint64_t seq;
+    std::optional<std::vector<std::string>> frames;  // nullopt while at the core.
+  };
+  std::deque<Slot> slots_;
+  uint64_t next_slot_ = 0;
 };
 
 // ---------------------------------------------------------------------------
@@ -633,8 +644,10 @@ class SseSession final : public Client, public std::enable_shared_from_this<SseS
           ErrorFrame(0, absl::Status(status.code(),
                                      absl::StrCat("room \"", room, "\": ", status.message()))),
           Encoding::kJson));
-      if (reply.error().code() == grpc::StatusCode::UNAVAILABLE) {
-        Close(v1::RECONNECT, "the core link went down; reconnect");
+      if (reply.error().code() == grpc::StatusCode::UNAVAILABLE ||
+          reply.error().code() == grpc::StatusCode::DEADLINE_EXCEEDED) {
+        // Link lost, or the core may still apply the join later: reconnect.
+        Close(v1::RECONNECT, "the core link went down or did not answer; reconnect");
       }
       return;
     }
@@ -1090,9 +1103,16 @@ class EdgeServer::Impl {
                         if (!up) hub_.CloseAll(v1::RECONNECT, "the core link went down; reconnect");
                       }}),
         ctx_{options_, hub_, link_},
-        acceptor_(*contexts_[0]) {}
+        acceptor_(std::in_place, *contexts_[0]) {}
 
-  ~Impl() { Shutdown(); }
+  ~Impl() {
+    Shutdown();
+    // Sessions still holding handlers (a peer that never finished its close)
+    // are destroyed with their io_context; they use hub_ and ctx_, so the
+    // contexts go first (the acceptor, bound to one of them, before that).
+    acceptor_.reset();
+    contexts_.clear();
+  }
 
   absl::StatusOr<std::string> Start() {
     auto colon = options_.listen.rfind(':');
@@ -1106,15 +1126,15 @@ class EdgeServer::Impl {
     if (ec)
       return absl::InvalidArgumentError(absl::StrCat("--listen: bad address: ", ec.message()));
     tcp::endpoint endpoint(address, static_cast<uint16_t>(port));
-    acceptor_.open(endpoint.protocol(), ec);
-    if (!ec) acceptor_.set_option(net::socket_base::reuse_address(true), ec);
-    if (!ec) acceptor_.bind(endpoint, ec);
-    if (!ec) acceptor_.listen(net::socket_base::max_listen_connections, ec);
+    acceptor_->open(endpoint.protocol(), ec);
+    if (!ec) acceptor_->set_option(net::socket_base::reuse_address(true), ec);
+    if (!ec) acceptor_->bind(endpoint, ec);
+    if (!ec) acceptor_->listen(net::socket_base::max_listen_connections, ec);
     if (ec) {
       return absl::UnavailableError(
           absl::StrCat("cannot listen on ", options_.listen, ": ", ec.message()));
     }
-    tcp::endpoint bound = acceptor_.local_endpoint();
+    tcp::endpoint bound = acceptor_->local_endpoint();
     link_.Start();
     DoAccept();
     for (auto& context : contexts_) {
@@ -1128,9 +1148,9 @@ class EdgeServer::Impl {
     if (stopped_ || threads_.empty()) return;
     stopped_ = true;
     ctx_.shutting_down = true;
-    net::post(acceptor_.get_executor(), [this] {
+    net::post(acceptor_->get_executor(), [this] {
       beast::error_code ignored;
-      acceptor_.close(ignored);
+      acceptor_->close(ignored);
     });
     hub_.CloseAll(v1::GOING_AWAY, "server shutting down");
     absl::Time deadline = absl::Now() + options_.shutdown_grace;
@@ -1158,16 +1178,15 @@ class EdgeServer::Impl {
 
   void DoAccept() {
     size_t shard = hub_.PickShard();
-    acceptor_.async_accept(*contexts_[shard],
-                           [this, shard](beast::error_code ec, tcp::socket socket) {
-                             if (ec == net::error::operation_aborted || !acceptor_.is_open())
-                               return;
-                             if (!ec) {
-                               socket.set_option(tcp::no_delay(true), ec);
-                               std::make_shared<HttpSession>(ctx_, std::move(socket), shard)->Run();
-                             }
-                             DoAccept();
-                           });
+    acceptor_->async_accept(
+        *contexts_[shard], [this, shard](beast::error_code ec, tcp::socket socket) {
+          if (ec == net::error::operation_aborted || !acceptor_->is_open()) return;
+          if (!ec) {
+            socket.set_option(tcp::no_delay(true), ec);
+            std::make_shared<HttpSession>(ctx_, std::move(socket), shard)->Run();
+          }
+          DoAccept();
+        });
   }
 
   const EdgeOptions options_;
@@ -1175,7 +1194,7 @@ class EdgeServer::Impl {
   Hub hub_;
   CoreLink link_;
   EdgeContext ctx_;
-  tcp::acceptor acceptor_;
+  std::optional<tcp::acceptor> acceptor_;
   std::vector<net::executor_work_guard<net::io_context::executor_type>> guards_;
   std::vector<std::thread> threads_;
   bool stopped_ = false;

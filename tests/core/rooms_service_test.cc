@@ -246,6 +246,20 @@ TEST_F(RoomsServiceTest, PresenceShowsSubscribersThatAskForIt) {
   EXPECT_EQ(stats.presence_entries(), 0u);
 }
 
+TEST_F(RoomsServiceTest, FailedSubscribeLeavesNoPresenceBehind) {
+  v1::SubscribeRequest request = SubscribeTo("lobby");
+  request.add_rooms()->set_room("bad room!");
+  request.mutable_client()->set_client_id("ghost");
+  request.set_presence(true);
+  SubscriptionRecorder sub(server_.rooms(), request);
+  EXPECT_EQ(sub.Finish().error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  v1::StatsResponse stats = server_.WaitForStats([](const v1::StatsResponse& s) {
+    return s.subscribe_streams() == 0 && s.presence_entries() == 0;
+  });
+  EXPECT_EQ(stats.presence_entries(), 0u);
+  EXPECT_EQ(stats.subscriptions(), 0u);
+}
+
 TEST_F(RoomsServiceTest, DisconnectByUserEndsTheirSubscription) {
   v1::SubscribeRequest request = SubscribeTo("d");
   request.mutable_client()->set_user_id("mallory");
