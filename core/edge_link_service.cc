@@ -4,6 +4,7 @@
 // client or the whole edge goes away). The edge is subscribed to a room once
 // per joined client (the broker counts joins) and receives each room event
 // once, batched with its neighbours into EdgeEvents.
+#include <cstdio>
 #include <string>
 #include <utility>
 #include <variant>
@@ -90,9 +91,15 @@ class EdgeLinkReactor final
 
   void OnDone() override {
     context_->registry->Remove(this);
+    size_t clients = 0;
     {
       absl::MutexLock lock(&state_mu_);
+      clients = clients_.size();
       while (!clients_.empty()) RemoveClientLocked(clients_.begin()->first);
+    }
+    if (hello_) {  // No read is in flight after OnDone: edge_name_ is settled.
+      std::fprintf(stderr, "roomcast-core: edge link from \"%s\" closed; %zu clients removed\n",
+                   edge_name_.c_str(), clients);
     }
     delete this;
   }
@@ -124,6 +131,7 @@ class EdgeLinkReactor final
       if (!in.has_hello()) return absl::InvalidArgumentError("the first message must be hello");
       hello_ = true;
       edge_name_ = in.hello().edge_name();
+      std::fprintf(stderr, "roomcast-core: edge link from \"%s\" opened\n", edge_name_.c_str());
       v1::CoreToEdge out;
       out.mutable_welcome()->set_core_name(context_->options->node_name);
       Enqueue(std::move(out), 64);

@@ -152,7 +152,7 @@ void CoreLink::Run() {
       stream_.reset();
     }
     was_up = generation_.exchange(0) == generation;
-    FailPending(generation);
+    FailPending();
     if (was_up) {
       handler_.on_state(false);
       backoff_cap = options_.reconnect_min;
@@ -216,7 +216,7 @@ void CoreLink::OnReply(uint64_t generation, v1::EdgeReply reply) {
   callback(std::move(reply));
 }
 
-void CoreLink::FailPending(uint64_t generation_ended) {
+void CoreLink::FailPending() {
   std::vector<std::pair<uint64_t, Pending>> failed;
   {
     absl::MutexLock lock(&mu_);

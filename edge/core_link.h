@@ -68,7 +68,8 @@ class CoreLink {
   void OnWelcome(uint64_t generation);
   void OnReply(uint64_t generation, v1::EdgeReply reply);
   void OnStreamDone(uint64_t generation);
-  void FailPending(uint64_t generation_ended);
+  // Fails every pending request (the stream ended).
+  void FailPending();
   void ExpirePending();
 
   const EdgeOptions options_;
