@@ -384,6 +384,30 @@ describe("edge limits", { timeout: 60000 }, () => {
     assert.equal(disconnect.disconnect.reconnect, true);
     await fast.close();
   });
+
+  test("an SSE stream that stops reading is ended as a slow consumer; its cursor stays at what it got", async () => {
+    const before = (await metrics(edge)).slow_consumer_total;
+    const s = await openSse(edge, "room=sse-flood");
+    await waitFor(() => s.events.some((e) => e.frame.reply?.join), 5000, "joined");
+    const fast = await Client.open(edge);
+    await fast.request({ join: { room: "sse-flood" } });
+    s.res.pause(); // Stop reading: the edge's writes to it back up.
+    const big = "x".repeat(16 * 1024);
+    const N = 1000;
+    for (let i = 0; i < N; i++) await publish(edge, "sse-flood", { i, big });
+    await waitFor(() => fast.messages().length === N, 20000, "the WebSocket member gets all");
+    await waitFor(async () => (await metrics(edge)).slow_consumer_total > before, 10000, "slow consumer counted");
+    s.res.resume();
+    await s.ended;
+    const got = s.messages();
+    assert.ok(got.length < N);
+    got.forEach((m, k) => assert.equal(Number(m.position.offset), k + 1)); // a gap-free prefix
+    const last = s.events.at(-1);
+    assert.equal(last.frame.disconnect.code, "SLOW_CONSUMER");
+    assert.equal(last.id, undefined); // No id: Last-Event-ID stays at the last message received.
+    assert.match(s.lastId, new RegExp(`^sse-flood \\w+ ${got.length}$`));
+    await fast.close();
+  });
 });
 
 describe("edge and a core restart", { timeout: 60000 }, () => {
