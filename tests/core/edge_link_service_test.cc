@@ -6,6 +6,7 @@
 #include "absl/strings/str_cat.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "tests/core/subscription_recorder.h"
 #include "tests/core/test_server.h"
 
 namespace roomcast::core {
@@ -294,6 +295,47 @@ TEST_F(EdgeLinkServiceTest, ShutdownEndsTheLinkWithUnavailable) {
   server_.server().Shutdown();
   grpc::Status s = edge.Finish();
   EXPECT_EQ(s.error_code(), grpc::StatusCode::UNAVAILABLE);
+}
+
+CoreOptions SmallEdgeQueue() {
+  CoreOptions options = TestOptions();
+  options.edge_queue = {.max_events = 20, .max_bytes = 1 << 20};
+  return options;
+}
+
+TEST(EdgeLinkSlowConsumerTest, AnEdgeThatStopsReadingIsEndedAndOthersGetEverything) {
+  TestServer server(SmallEdgeQueue());
+  // Small HTTP/2 windows, so that an edge that does not read really stops
+  // the core's writes.
+  grpc::ChannelArguments args;
+  args.SetInt(GRPC_ARG_HTTP2_BDP_PROBE, 0);
+  args.SetInt(GRPC_ARG_HTTP2_STREAM_LOOKAHEAD_BYTES, 64 * 1024);
+  auto stub = v1::EdgeLink::NewStub(
+      grpc::CreateCustomChannel(server.address(), grpc::InsecureChannelCredentials(), args));
+  FakeEdge slow(*stub);
+  slow.Connect("c1");
+  ASSERT_FALSE(slow.Join("c1", "flood").has_error());
+  v1::SubscribeRequest request;
+  request.add_rooms()->set_room("flood");
+  SubscriptionRecorder fast(server.rooms(), request);
+  ASSERT_TRUE(fast.WaitForEvents(1));
+
+  constexpr int kMessages = 3000;
+  std::string payload(1024, 'x');
+  for (int i = 0; i < kMessages; ++i) ASSERT_TRUE(server.Publish("flood", payload).ok());
+  ASSERT_TRUE(fast.WaitForMessages(kMessages));
+
+  grpc::Status status = slow.Finish();  // Reads what was in flight, then the end.
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED);
+  EXPECT_THAT(status.error_message(), ::testing::HasSubstr("slow consumer"));
+  v1::StatsResponse stats = server.WaitForStats([](const v1::StatsResponse& s) {
+    return s.edge_links() == 0 && s.edge_clients() == 0 && s.subscriptions() == 1;
+  });
+  EXPECT_EQ(stats.edge_links(), 0u);
+  EXPECT_EQ(stats.edge_clients(), 0u);
+  EXPECT_EQ(stats.subscriptions(), 1u);  // Only the Subscribe stream is left.
+  EXPECT_EQ(stats.slow_consumer_disconnects_total(), 1u);
+  EXPECT_FALSE(fast.done());
 }
 
 }  // namespace
