@@ -24,6 +24,7 @@
 #include "absl/strings/str_replace.h"
 #include "absl/strings/string_view.h"
 #include "absl/strings/strip.h"
+#include "benchmarks/bench_subscriber.h"
 #include "grpcpp/grpcpp.h"
 #include "roomcast/v1/roomcast.grpc.pb.h"
 #include "roomcast/v1/roomcast.pb.h"
@@ -40,51 +41,9 @@ using tcp = net::ip::tcp;
 constexpr char kBinarySubprotocol[] = "roomcast.v1.proto";
 constexpr auto kConnectTimeout = std::chrono::seconds(10);
 
-class Subscriber;
-
-// One client thread: its io_context, its subscribers and the counters of the
-// current step. Touched only on `thread` except while the coordinator waits
-// for posted work (RunOnAll).
-struct ClientThread {
-  net::io_context ioc{1};
-  std::optional<net::executor_work_guard<net::io_context::executor_type>> guard{
-      net::make_work_guard(ioc)};
-  std::thread thread;
-  std::vector<std::shared_ptr<Subscriber>> subscribers;
-  size_t churn_cursor = 0;  // Next subscriber Replace considers closing.
-
-  // Step counters.
-  int64_t step_begin_ns = 0;
-  int64_t measure_from_ns = INT64_MAX;
-  Histogram latency;
-  uint64_t duplicated = 0;
-  uint64_t out_of_order = 0;
-  uint64_t stale = 0;
-  uint64_t unparsed = 0;
-  uint64_t presence = 0;
-  uint64_t bytes = 0;
-
-  // Connect-phase counters.
-  Histogram connect_latency;
-  std::map<std::string, int> connect_errors;
-};
-
-// What every subscriber shares: where to connect and the phase counters the
-// coordinator polls.
-struct Shared {
-  ClientOptions options;
-  tcp::endpoint endpoint;
-  std::string host_header;
-  std::atomic<int> connecting{0};
-  std::atomic<int> joined{0};
-  std::atomic<int> failed{0};
-  std::atomic<int> open{0};
-  // gRPC subscribers: channels shared by up to kStreamsPerChannel streams each,
-  // and the calls not finished yet (the pool waits for them before its
-  // threads go away: their OnDone posts onto those threads).
-  std::vector<std::shared_ptr<grpc::Channel>> channels;
-  std::atomic<int> grpc_calls{0};
-};
+using internal::ClientThread;
+using internal::Shared;
+using internal::SubscriberBase;
 
 constexpr size_t kStreamsPerChannel = 100;
 
@@ -104,41 +63,13 @@ std::optional<uint64_t> NumberAfter(absl::string_view frame, absl::string_view k
   return LeadingNumber(frame.substr(at + key.size()));
 }
 
-class Subscriber : public std::enable_shared_from_this<Subscriber> {
+// The roomcast (and generic target) frame parsing shared by the WebSocket,
+// SSE and gRPC subscribers; the bookkeeping is SubscriberBase's.
+class Subscriber : public SubscriberBase {
  public:
-  Subscriber(Shared& shared, ClientThread& thread, size_t room_index, std::string room)
-      : shared_(shared), thread_(thread), room_index_(room_index), room_(std::move(room)) {}
-  virtual ~Subscriber() = default;
-
-  virtual void Start() = 0;
-  // Shuts the socket; later errors are ours, not the server's.
-  void Close() {
-    if (closed_) return;
-    closed_by_us_ = true;
-    closed_by_us_ns_ = NowNs();
-    ShutSocket();
-    if (!reported_) Failed("join timeout");
-  }
-  void FailIfNotJoined() {
-    if (!reported_) Close();
-  }
-
-  size_t room_index() const { return room_index_; }
-  bool open() const { return joined_ && !closed_; }
-  bool closed() const { return closed_; }
-  bool joined() const { return joined_; }
-  int close_code() const { return close_code_; }
-  // When the harness closed it (0: it did not).
-  int64_t closed_by_us_ns() const { return closed_by_us_ns_; }
-  // The room's last offset when the join was confirmed, and when that was.
-  uint64_t join_offset() const { return join_offset_; }
-  int64_t joined_ns() const { return joined_ns_; }
-  OffsetTally& tally() { return tally_; }
-  bool in_step = false;
+  using SubscriberBase::SubscriberBase;
 
  protected:
-  virtual void ShutSocket() = 0;
-
   std::string JoinFrameJson() const {
     return absl::StrCat(R"({"id":1,"join":{"room":")", room_, R"("}})");
   }
@@ -228,66 +159,6 @@ class Subscriber : public std::enable_shared_from_this<Subscriber> {
         ++thread_.unparsed;
     }
   }
-
-  void OnMessage(uint64_t offset, std::optional<int64_t> t) {
-    switch (tally_.Record(offset)) {
-      case OffsetTally::Arrival::kDuplicate:
-        ++thread_.duplicated;
-        return;
-      case OffsetTally::Arrival::kStale:
-        ++thread_.stale;
-        return;
-      case OffsetTally::Arrival::kOutOfOrder:
-        ++thread_.out_of_order;
-        break;
-      case OffsetTally::Arrival::kInOrder:
-        break;
-    }
-    if (t && *t >= thread_.measure_from_ns) thread_.latency.Record(NowNs() - *t);
-  }
-
-  void Joined(uint64_t offset) {
-    reported_ = true;
-    joined_ = true;
-    join_offset_ = offset;
-    joined_ns_ = NowNs();
-    thread_.connect_latency.Record(joined_ns_ - start_ns_);
-    shared_.open.fetch_add(1);
-    shared_.connecting.fetch_sub(1);
-    shared_.joined.fetch_add(1);
-  }
-
-  void Failed(std::string why) {
-    if (reported_) return;
-    reported_ = true;
-    ++thread_.connect_errors[std::move(why)];
-    shared_.connecting.fetch_sub(1);
-    shared_.failed.fetch_add(1);
-  }
-
-  // The connection ended (error, close frame, end of stream).
-  void Ended(const std::string& what, int code) {
-    if (closed_) return;
-    closed_ = true;
-    close_code_ = code;
-    if (joined_) shared_.open.fetch_sub(1);
-    if (!reported_) Failed(closed_by_us_ ? "join timeout" : what);
-  }
-
-  Shared& shared_;
-  ClientThread& thread_;
-  const size_t room_index_;
-  const std::string room_;
-  int64_t start_ns_ = 0;
-  bool reported_ = false;  // Joined() or Failed() was counted.
-  bool joined_ = false;
-  bool closed_ = false;
-  bool closed_by_us_ = false;
-  int64_t closed_by_us_ns_ = 0;
-  int close_code_ = 0;
-  uint64_t join_offset_ = 0;
-  int64_t joined_ns_ = 0;
-  OffsetTally tally_;
 };
 
 class WebSocketSubscriber final : public Subscriber {
@@ -639,7 +510,7 @@ class ClientPool::Impl {
       net::post(t->ioc, [t, share] {
         int closed = 0;
         for (size_t seen = 0; seen < t->subscribers.size() && closed < share; ++seen) {
-          Subscriber& s = *t->subscribers[t->churn_cursor];
+          SubscriberBase& s = *t->subscribers[t->churn_cursor];
           t->churn_cursor = (t->churn_cursor + 1) % t->subscribers.size();
           if (!s.open()) continue;
           s.Close();
@@ -706,7 +577,7 @@ class ClientPool::Impl {
     const size_t index = next_index_++;
     ClientThread* t = threads_[index % threads_.size()].get();
     const size_t room_index = index % rooms.size();
-    std::shared_ptr<Subscriber> s;
+    std::shared_ptr<SubscriberBase> s;
     switch (shared_.options.transport) {
       case Transport::kWebSocketJson:
       case Transport::kWebSocketBinary:
@@ -722,6 +593,9 @@ class ClientPool::Impl {
       case Transport::kGrpc:
         s = std::make_shared<GrpcSubscriber>(shared_, *t, room_index, rooms[room_index],
                                              GrpcChannel(index));
+        break;
+      case Transport::kNatsWebSocket:
+        s = internal::MakeNatsWebSocketSubscriber(shared_, *t, room_index, rooms[room_index]);
         break;
     }
     shared_.connecting.fetch_add(1);

@@ -1,7 +1,9 @@
 // ClientPool: the subscribing side of roomcast-bench. Opens N browser-like
 // connections to an edge (WebSocket with JSON text frames, WebSocket with the
-// binary "roomcast.v1.proto" subprotocol, or SSE), or N Rooms.Subscribe
-// streams straight to the core, each joined to one room,
+// binary "roomcast.v1.proto" subprotocol, or SSE), N Rooms.Subscribe
+// streams straight to the core, N connections to another WebSocket server
+// (generic target) or to nats-server's WebSocket listener, each joined to one
+// room,
 // spread over `threads` client threads (one io_context each). Every received
 // message is matched to its room position (loss, duplicates, reordering)
 // and, when its payload carries {"t": NowNs() at publish}, to a latency.
@@ -33,6 +35,7 @@ enum class Transport {
   kSse,              // Edge /sse?room=R.
   kGrpc,             // Core Rooms.Subscribe, no edge.
   kGenericWs,        // Any WebSocket server, described by a GenericTarget.
+  kNatsWebSocket,    // nats-server's WebSocket listener (bench_nats.cc); path in generic.path.
 };
 
 // How to drive a WebSocket server that is not roomcast (generic target mode).

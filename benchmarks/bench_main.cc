@@ -23,6 +23,11 @@
 //   churn   1,000 subscribers in one room at a fixed rate while --churn-rate
 //           of them per second are closed and replaced by new connections:
 //           reconnect time under load, and no loss for those that stay or join
+//
+// nats-server mode (--target nats+ws://HOST:PORT): the WebSocket server is
+// nats-server's WebSocket listener (subscribers speak the NATS protocol over
+// it) and the publisher a NATS client on its TCP port (--nats-publish), with
+// the generic mode's payloads.
 #include <sys/resource.h>
 
 #include <algorithm>
@@ -52,6 +57,7 @@
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
 #include "benchmarks/bench_clients.h"
+#include "benchmarks/bench_nats.h"
 #include "benchmarks/bench_plot.h"
 #include "benchmarks/bench_stats.h"
 #include "grpcpp/grpcpp.h"
@@ -99,6 +105,14 @@ Generic target mode (any WebSocket server; --core and --transport are then unuse
   --publish-body T     POST body; {room} and {payload} are replaced (default
                        {"room":"{room}","data":{payload}}); the payload is
                        {"bench_t":<ns>,"bench_seq":<n per room>,"pad":"..."}
+
+nats-server (generic payloads; --subscribe-frame, --publish-url etc. are then unused):
+  --target nats+ws://HOST:PORT[/PATH]
+                       subscribe over nats-server's WebSocket listener: CONNECT, SUB <room>,
+                       and the PONG of a PING confirms the subscription
+  --nats-publish HOST:PORT
+                       nats-server's client port, to publish on with PUB <room> (pipelined;
+                       a PING/PONG after each step's last PUB confirms them) (default HOST:4222)
 Durations: 500ms, 2s, 1m. Flags take --name=value or --name value; '_' and '-' are the same.
 )";
 
@@ -133,7 +147,12 @@ struct Flags {
   std::string joined_match;
   std::string publish_url;
   std::string publish_body = R"({"room":"{room}","data":{payload}})";
+  std::string nats_publish;  // HOST:PORT; set when --target is nats+ws://.
 };
+
+constexpr char kNatsScheme[] = "nats+ws";
+
+bool IsNatsTarget(const Flags& f) { return absl::StartsWith(f.target, "nats+ws://"); }
 
 struct Url {
   std::string host;
@@ -143,6 +162,8 @@ struct Url {
 
 // scheme://host[:port][/target], no TLS, no user info.
 Url ParseUrl(const std::string& url, absl::string_view scheme, const char* flag);
+// host:port -> {host, port}.
+std::pair<std::string, std::string> SplitHostPort(const std::string& address, const char* flag);
 
 [[noreturn]] void UsageError(const std::string& message) {
   std::cerr << "roomcast-bench: " << message << "\n(--help for usage)\n";
@@ -256,6 +277,8 @@ Flags ParseFlags(int argc, char** argv) {
       f.publish_url = value;
     } else if (name == "publish-body") {
       f.publish_body = value;
+    } else if (name == "nats-publish") {
+      f.nats_publish = value;
     } else {
       UsageError(absl::StrCat("unknown flag --", name));
     }
@@ -270,7 +293,13 @@ Flags ParseFlags(int argc, char** argv) {
     UsageError(
         absl::StrCat("unknown transport \"", f.transport, "\": choose ws, ws-binary, sse or grpc"));
   }
-  if (!f.target.empty()) {
+  if (IsNatsTarget(f)) {
+    const Url target = ParseUrl(f.target, kNatsScheme, "target");
+    if (f.nats_publish.empty()) f.nats_publish = absl::StrCat(target.host, ":4222");
+    SplitHostPort(f.nats_publish, "nats-publish");
+  } else if (!f.nats_publish.empty()) {
+    UsageError("--nats-publish needs --target nats+ws://HOST:PORT");
+  } else if (!f.target.empty()) {
     ParseUrl(f.target, "ws", "target");
     ParseUrl(f.publish_url, "http", "publish-url");
     if (f.subscribe_frame.empty()) UsageError("--target needs --subscribe-frame");
@@ -402,6 +431,61 @@ PublishOutcome PublishHttp(HttpPoster& poster, const Flags& f,
   return out;
 }
 
+// nats-server: PUB <room> on one NATS client connection, paced like the
+// others but pipelined (no round trip per message; what is due at once is
+// written at once). Payloads are PublishHttp's. After the window a PING/PONG
+// confirms that the server processed every PUB: only those count as
+// published (first/last are bench_seq values), the rest as errors.
+PublishOutcome PublishNats(NatsPublisher& nats, const Flags& f,
+                           const std::vector<std::string>& rooms,
+                           const std::vector<uint64_t>& next_seq, double rate_per_room,
+                           int64_t start_ns, int64_t end_ns) {
+  PublishOutcome out;
+  out.first.assign(rooms.size(), 0);
+  out.last.assign(rooms.size(), 0);
+  const std::string pad(std::max(0, f.payload - 45), 'x');
+  const double total_rate = rate_per_room * static_cast<double>(rooms.size());
+  while (NowNs() < start_ns) {
+    std::this_thread::sleep_for(std::chrono::nanoseconds(start_ns - NowNs()));
+  }
+  const uint64_t base = nats.published();
+  uint64_t n = 0;
+  for (; WaitForTurn(n, total_rate, start_ns, end_ns); ++n) {
+    const size_t room = n % rooms.size();
+    const uint64_t seq = next_seq[room] + n / rooms.size();
+    const std::string payload = absl::StrCat(R"({"bench_t":)", NowNs(), R"(,"bench_seq":)", seq,
+                                             R"(,"pad":")", pad, R"("})");
+    // Write now unless the next message is due already (rate 0, or late).
+    const bool next_due =
+        total_rate <= 0 ||
+        start_ns + static_cast<int64_t>(static_cast<double>(n + 1) * 1e9 / total_rate) <= NowNs();
+    if (!nats.Publish(rooms[room], payload, /*flush=*/!next_due)) break;
+    ++out.sent;
+  }
+  // Bounded like Publish's stream: a server that stops reading cannot hold the harness forever.
+  nats.Confirm(std::max(NowNs(), end_ns) + absl::ToInt64Nanoseconds(absl::Seconds(30)));
+  const uint64_t accepted =
+      std::min<uint64_t>(out.sent, nats.confirmed() > base ? nats.confirmed() - base : 0);
+  out.acked = accepted;
+  for (size_t r = 0; r < rooms.size(); ++r) {
+    const uint64_t count = accepted / rooms.size() + (r < accepted % rooms.size() ? 1 : 0);
+    if (count == 0) continue;
+    out.first[r] = next_seq[r];
+    out.last[r] = next_seq[r] + count - 1;
+  }
+  if (!nats.error().empty()) out.failure = absl::StrCat("nats publisher: ", nats.error());
+  for (const auto& [e, count] : nats.TakeServerErrors()) {
+    if (out.failure.empty()) out.failure = absl::StrCat("nats publisher: ", e);
+    out.error_messages[e] += count;
+  }
+  if (out.sent > accepted) {
+    out.errors = out.sent - accepted;
+    out.error_messages[nats.error().empty() ? "no PONG within 30 s of the window's end"
+                                            : nats.error()] += static_cast<int>(out.errors);
+  }
+  return out;
+}
+
 // Rooms.Publish, one call at a time: the rate it reaches is bounded by the
 // round trip (a slow step says so as "publisher below 90%").
 PublishOutcome PublishUnary(v1::Rooms::Stub& stub, const std::vector<std::string>& rooms,
@@ -493,15 +577,16 @@ std::string LoadAverage() {
 
 class Runner {
  public:
-  // Publishes with `stub`, or with `poster` in generic target mode (the
-  // other is null).
+  // Publishes with `stub`, with `poster` in generic target mode, or with
+  // `nats` against nats-server (the others are null).
   Runner(const Flags& flags, RunReport& report, ClientPool& pool, v1::Rooms::Stub* stub,
-         HttpPoster* poster, std::vector<std::string> rooms)
+         HttpPoster* poster, NatsPublisher* nats, std::vector<std::string> rooms)
       : flags_(flags),
         report_(report),
         pool_(pool),
         stub_(stub),
         poster_(poster),
+        nats_(nats),
         rooms_(std::move(rooms)),
         published_upto_(rooms_.size(), 0) {}
 
@@ -549,6 +634,10 @@ class Runner {
         std::vector<uint64_t> next_seq = published_upto_;
         for (uint64_t& seq : next_seq) ++seq;
         p = PublishHttp(*poster_, flags_, rooms_, next_seq, rate, start, end);
+      } else if (nats_ != nullptr) {
+        std::vector<uint64_t> next_seq = published_upto_;
+        for (uint64_t& seq : next_seq) ++seq;
+        p = PublishNats(*nats_, flags_, rooms_, next_seq, rate, start, end);
       } else if (flags_.publish == "unary") {
         p = PublishUnary(*stub_, rooms_, rate, start, end, flags_.payload);
       } else {
@@ -634,6 +723,7 @@ class Runner {
   ClientPool& pool_;
   v1::Rooms::Stub* const stub_;
   HttpPoster* const poster_;
+  NatsPublisher* const nats_;
   const std::vector<std::string> rooms_;
   std::vector<uint64_t> published_upto_;  // Per room: highest offset seen acked.
   bool presence_noted_ = false;
@@ -732,10 +822,11 @@ int Main(int argc, char** argv) {
 
   RunReport report;
   report.preset = f.preset;
-  const bool generic = !f.target.empty();
-  report.transport = generic ? "generic" : f.transport;
-  report.publish = generic ? "http" : f.publish;
-  report.edge = generic ? f.target : f.edge;
+  const bool nats = IsNatsTarget(f);
+  const bool generic = !f.target.empty() && !nats;
+  report.transport = nats ? "nats-ws" : generic ? "generic" : f.transport;
+  report.publish = nats ? "nats" : generic ? "http" : f.publish;
+  report.edge = generic || nats ? f.target : f.edge;
   report.core = f.core;
   report.started_at = absl::FormatTime("%Y-%m-%dT%H:%M:%SZ", absl::Now(), absl::UTCTimeZone());
   report.host_load = LoadAverage();
@@ -753,7 +844,17 @@ int Main(int argc, char** argv) {
 
   std::unique_ptr<v1::Rooms::Stub> stub;
   std::unique_ptr<HttpPoster> poster;
-  if (generic) {
+  std::unique_ptr<NatsPublisher> nats_publisher;
+  if (nats) {
+    report.core = f.nats_publish;
+    auto [host, port] = SplitHostPort(f.nats_publish, "nats-publish");
+    nats_publisher = std::make_unique<NatsPublisher>(host, port);
+    if (!nats_publisher->Connect()) {
+      std::cerr << "roomcast-bench: cannot publish to nats-server at " << f.nats_publish << ": "
+                << nats_publisher->error() << "\n";
+      return 1;
+    }
+  } else if (generic) {
     report.core = f.publish_url;
     Url publish = ParseUrl(f.publish_url, "http", "publish-url");
     poster = std::make_unique<HttpPoster>(publish.host, publish.port, publish.target);
@@ -774,7 +875,12 @@ int Main(int argc, char** argv) {
     rooms.push_back(absl::StrCat(f.room_prefix, "-", run_id, "-", i));
 
   ClientOptions options;
-  if (generic) {
+  if (nats) {
+    Url target = ParseUrl(f.target, kNatsScheme, "target");
+    options.host = target.host;
+    options.port = target.port;
+    options.generic.path = target.target;
+  } else if (generic) {
     Url target = ParseUrl(f.target, "ws", "target");
     options.host = target.host;
     options.port = target.port;
@@ -790,6 +896,7 @@ int Main(int argc, char** argv) {
                       : f.transport == "sse"       ? Transport::kSse
                                                    : Transport::kGrpc;
   if (generic) options.transport = Transport::kGenericWs;
+  if (nats) options.transport = Transport::kNatsWebSocket;
   options.core = f.core;
   options.threads = f.threads;
   options.max_connecting = f.max_connecting;
@@ -798,7 +905,7 @@ int Main(int argc, char** argv) {
   const int64_t wall0 = NowNs();
   {
     ClientPool pool(options);
-    Runner runner(f, report, pool, stub.get(), poster.get(), rooms);
+    Runner runner(f, report, pool, stub.get(), poster.get(), nats_publisher.get(), rooms);
     if (f.preset == "fanout") {
       RunFanout(f, report, runner);
     } else if (f.preset == "rooms") {

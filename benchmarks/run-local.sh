@@ -2,8 +2,12 @@
 # Starts a fresh roomcast-core and roomcast-edge on loopback port 0, runs
 # roomcast-bench against them with their PIDs (RSS / CPU), then stops both.
 #
-#   benchmarks/run-local.sh [--build DIR] [--core-flags "..."] [--edge-flags "..."] -- BENCH FLAGS...
+#   benchmarks/run-local.sh [--build DIR] [--core-flags "..."] [--edge-flags "..."]
+#                           [--server-cpu CPUS] [--client-cpu CPUS] -- BENCH FLAGS...
 #   benchmarks/run-local.sh -- --preset fanout --json /tmp/fanout.json
+#
+# --server-cpu / --client-cpu pin the core and the edge (every thread) / the
+# bench to a CPU list (taskset -c, e.g. 1 or 0,2); default: not pinned.
 #
 # "{edge}" in the bench flags is replaced by the edge's address (for the
 # generic target mode: --target ws://{edge}/ws ...).
@@ -14,11 +18,15 @@ set -euo pipefail
 build=build
 core_flags=""
 edge_flags=""
+server_pin=()
+client_pin=()
 while [[ $# -gt 0 ]]; do
   case "$1" in
     --build) build=$2; shift 2 ;;
     --core-flags) core_flags=$2; shift 2 ;;
     --edge-flags) edge_flags=$2; shift 2 ;;
+    --server-cpu) server_pin=(taskset -c "$2"); shift 2 ;;
+    --client-cpu) client_pin=(taskset -c "$2"); shift 2 ;;
     --) shift; break ;;
     *) echo "run-local.sh: unknown option $1 (bench flags go after --)" >&2; exit 2 ;;
   esac
@@ -55,10 +63,10 @@ start() {
 }
 
 # shellcheck disable=SC2086
-start core "$build/core/roomcast-core" --listen=127.0.0.1:0 $core_flags
+start core "${server_pin[@]}" "$build/core/roomcast-core" --listen=127.0.0.1:0 $core_flags
 core_address=$address core_pid=$started_pid
 # shellcheck disable=SC2086
-start edge "$build/edge/roomcast-edge" --listen=127.0.0.1:0 --core="$core_address" $edge_flags
+start edge "${server_pin[@]}" "$build/edge/roomcast-edge" --listen=127.0.0.1:0 --core="$core_address" $edge_flags
 edge_address=$address edge_pid=$started_pid
 for _ in $(seq 100); do
   curl -sf "http://$edge_address/healthz" >/dev/null && break
@@ -66,5 +74,5 @@ for _ in $(seq 100); do
 done
 
 echo "core $core_address (pid $core_pid) $core_flags; edge $edge_address (pid $edge_pid) $edge_flags" >&2
-"$build/benchmarks/roomcast-bench" --edge="$edge_address" --core="$core_address" \
+"${client_pin[@]}" "$build/benchmarks/roomcast-bench" --edge="$edge_address" --core="$core_address" \
   --edge-pid="$edge_pid" --core-pid="$core_pid" "${@//\{edge\}/$edge_address}"

@@ -134,6 +134,67 @@ test("generic target mode against a server that is not roomcast (targets/ws-broa
   }
 });
 
+// nats-server (Debian package nats-server, often in /usr/sbin, off a user's PATH), if installed.
+const natsServerBin = [...(process.env.PATH ?? "").split(path.delimiter), "/usr/sbin", "/usr/local/sbin"]
+  .filter(Boolean)
+  .map((dir) => path.join(dir, "nats-server"))
+  .find((bin) => {
+    try {
+      fs.accessSync(bin, fs.constants.X_OK);
+      return true;
+    } catch {
+      return false;
+    }
+  });
+const natsSkip = natsServerBin ? false : "nats-server is not installed (apt-get install nats-server)";
+
+// Starts nats-server on free loopback ports (client port and WebSocket
+// listener) and resolves once it logged both addresses.
+function startNats() {
+  const conf = path.join(tmp, "nats.conf");
+  fs.writeFileSync(conf, 'listen: "127.0.0.1:-1"\nwebsocket {\n  listen: "127.0.0.1:-1"\n  no_tls: true\n}\n');
+  return new Promise((resolve, reject) => {
+    const proc = spawn(natsServerBin, ["-c", conf], { stdio: ["ignore", "pipe", "pipe"] });
+    let log = "";
+    const timer = setTimeout(() => {
+      proc.kill("SIGKILL");
+      reject(new Error(`nats-server did not start: ${log}`));
+    }, 10000);
+    const onData = (d) => {
+      log += d;
+      const ws = /websocket clients on ws:\/\/(\S+)/.exec(log);
+      const client = /client connections on (\S+)/.exec(log);
+      if (ws && client) {
+        clearTimeout(timer);
+        resolve({ proc, ws: ws[1], client: client[1] });
+      }
+    };
+    proc.stdout.on("data", onData);
+    proc.stderr.on("data", onData);
+    proc.on("exit", (code) => {
+      clearTimeout(timer);
+      reject(new Error(`nats-server exited with ${code}: ${log}`));
+    });
+  });
+}
+
+test("nats-server target: fanout to 20 WebSocket subscribers, then 2 rooms", { skip: natsSkip }, async () => {
+  const nats = await startNats();
+  try {
+    const target = [`--target=nats+ws://${nats.ws}`, `--nats-publish=${nats.client}`, `--edge-pid=${nats.proc.pid}`];
+    let r = await bench(["--preset=fanout", "--subscribers=20", "--rates=20,50", ...tiny, ...target]);
+    assertClean(r, { subscribers: 20 });
+    assert.equal(r.report.transport, "nats-ws");
+    assert.equal(r.report.publish, "nats");
+    assert.equal(r.report.edge_pid, nats.proc.pid);
+    assert.equal(r.report.steps.length, 2, r.out);
+    r = await bench(["--preset=rooms", "--rooms=2", "--subscribers=10", "--rate=20", ...tiny, ...target]);
+    assertClean(r, { subscribers: 10 });
+  } finally {
+    await stopProcess(nats);
+  }
+});
+
 test("rooms: 4 rooms x 3 subscribers", async () => {
   const r = await bench(["--preset=rooms", "--rooms=4", "--subscribers=12", "--rate=10", ...tiny]);
   assertClean(r, { subscribers: 12 });
@@ -209,6 +270,9 @@ test("unknown presets, transports and flags are refused with a clear message", a
   r = await bench(["--transport=udp"]);
   assert.equal(r.code, 2);
   assert.match(r.err, /unknown transport "udp"/);
+  r = await bench(["--nats-publish=127.0.0.1:4222"]);
+  assert.equal(r.code, 2);
+  assert.match(r.err, /--nats-publish needs --target nats\+ws:\/\/HOST:PORT/);
   r = await bench(["--bogus=1"]);
   assert.equal(r.code, 2);
   assert.match(r.err, /unknown flag --bogus/);

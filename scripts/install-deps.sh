@@ -10,6 +10,7 @@ packages=(
   libgtest-dev libgmock-dev libbenchmark-dev libssl-dev
   python3-grpcio python3-protobuf
   chromium
+  nats-server
 )
 # Node.js comes with the machine image; Debian's is the fallback.
 command -v node >/dev/null 2>&1 || packages+=(nodejs npm)
