@@ -25,6 +25,7 @@
 #include "absl/strings/string_view.h"
 #include "absl/strings/strip.h"
 #include "benchmarks/bench_subscriber.h"
+#include "edge/codec.h"
 #include "grpcpp/grpcpp.h"
 #include "roomcast/v1/roomcast.grpc.pb.h"
 #include "roomcast/v1/roomcast.pb.h"
@@ -243,13 +244,24 @@ class WebSocketSubscriber final : public Subscriber {
       return Ended(absl::StrCat("read: ", ec.message()), code);
     }
     thread_.bytes += n;
-    absl::string_view frame(static_cast<const char*>(buffer_.cdata().data()), buffer_.size());
-    if (generic_) {
-      OnGenericFrame(frame);
-    } else if (ws_.got_text()) {
-      OnJsonFrame(frame);
-    } else {
-      OnBinaryFrame(frame);
+    absl::string_view message(static_cast<const char*>(buffer_.cdata().data()), buffer_.size());
+    // One message carries one or more frames (edge/codec.h, "Batches"); a
+    // generic target's text messages are split at newlines the same way.
+    const bool text = generic_ || ws_.got_text();
+    absl::StatusOr<std::vector<absl::string_view>> frames =
+        edge::SplitBatch(message, text ? edge::Encoding::kJson : edge::Encoding::kProtobuf);
+    if (!frames.ok()) {
+      ++thread_.unparsed;
+      frames.emplace();
+    }
+    for (absl::string_view frame : *frames) {
+      if (generic_) {
+        OnGenericFrame(frame);
+      } else if (text) {
+        OnJsonFrame(frame);
+      } else {
+        OnBinaryFrame(frame);
+      }
     }
     buffer_.consume(buffer_.size());
     if (!closed_) Read();

@@ -1,5 +1,6 @@
 #include "edge/codec.h"
 
+#include <algorithm>
 #include <boost/json/basic_parser_impl.hpp>
 #include <climits>
 #include <cmath>
@@ -13,6 +14,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
 #include "absl/strings/string_view.h"
 #include "google/protobuf/descriptor.h"
 #include "google/protobuf/io/coded_stream.h"
@@ -764,7 +766,13 @@ std::string EncodeMessageFrame(const v1::Message& message, Encoding encoding) {
   spliced.reserve(out.size() + message.data().size() + 8);
   spliced.append(out, 0, out.size() - kSuffix.size());
   spliced.append(empty_inner ? R"("data":)" : R"(,"data":)");
+  const size_t data_at = spliced.size();
   spliced.append(message.data());
+  // Valid JSON has raw line breaks only between tokens (never inside a
+  // string), so they can become spaces: a JSON batch separates frames by '\n'.
+  std::replace_if(
+      spliced.begin() + static_cast<std::ptrdiff_t>(data_at), spliced.end(),
+      [](char c) { return c == '\n' || c == '\r'; }, ' ');
   spliced.append(kSuffix.data(), kSuffix.size());
   return spliced;
 }
@@ -785,5 +793,43 @@ v1::ServerFrame ErrorFrame(uint64_t id, const absl::Status& status) {
 }
 
 v1::ServerFrame ErrorFrame(const DecodeError& error) { return ErrorFrame(error.id, error.status); }
+
+void AppendToBatch(absl::string_view frame, Encoding encoding, std::string* batch) {
+  if (encoding == Encoding::kJson) {
+    if (!batch->empty()) batch->push_back('\n');
+  } else {
+    uint8_t prefix[5];  // A varint32 takes at most 5 bytes.
+    const uint8_t* end = google::protobuf::io::CodedOutputStream::WriteVarint32ToArray(
+        static_cast<uint32_t>(frame.size()), prefix);
+    batch->append(reinterpret_cast<const char*>(prefix), end - prefix);
+  }
+  batch->append(frame.data(), frame.size());
+}
+
+absl::StatusOr<std::vector<absl::string_view>> SplitBatch(absl::string_view message,
+                                                          Encoding encoding) {
+  std::vector<absl::string_view> frames;
+  if (encoding == Encoding::kJson) {
+    for (absl::string_view frame : absl::StrSplit(message, '\n')) {
+      if (frame.empty()) return absl::InvalidArgumentError("empty frame in a JSON batch");
+      frames.push_back(frame);
+    }
+    return frames;
+  }
+  google::protobuf::io::CodedInputStream in(reinterpret_cast<const uint8_t*>(message.data()),
+                                            static_cast<int>(message.size()));
+  while (in.CurrentPosition() < static_cast<int>(message.size())) {
+    uint32_t size = 0;
+    if (!in.ReadVarint32(&size)) {
+      return absl::InvalidArgumentError("truncated frame length in a binary batch");
+    }
+    const auto at = static_cast<size_t>(in.CurrentPosition());
+    if (size > message.size() - at || !in.Skip(static_cast<int>(size))) {
+      return absl::InvalidArgumentError("truncated frame in a binary batch");
+    }
+    frames.push_back(message.substr(at, size));
+  }
+  return frames;
+}
 
 }  // namespace roomcast::edge

@@ -29,6 +29,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <string>
+#include <vector>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
@@ -126,6 +127,25 @@ std::string ValueToJson(const google::protobuf::Value& value);
 // `status` should not be OK; an OK status gives code 0.
 v1::ServerFrame ErrorFrame(uint64_t id, const absl::Status& status);
 v1::ServerFrame ErrorFrame(const DecodeError& error);
+
+// Batches: one WebSocket message from the edge carries one or more encoded
+// ServerFrames, so that whatever queued up for a connection while its last
+// write was in flight goes out in one write.
+//   * kJson: the frames' JSON texts separated by '\n' (encoded frames never
+//     contain a raw newline: EncodeMessageFrame turns the insignificant
+//     whitespace of spliced payloads into spaces);
+//   * kProtobuf: each serialized frame preceded by its length as a protobuf
+//     varint (the framing of protobuf's writeDelimitedTo).
+// A message holding one JSON frame is exactly that frame's text.
+
+// Appends `frame` (one encoded ServerFrame) to `batch`.
+void AppendToBatch(absl::string_view frame, Encoding encoding, std::string* batch);
+
+// The encoded ServerFrames of one batch message, in order (views into
+// `message`). INVALID_ARGUMENT for a truncated length prefix or frame, or an
+// empty JSON entry.
+absl::StatusOr<std::vector<absl::string_view>> SplitBatch(absl::string_view message,
+                                                          Encoding encoding);
 
 }  // namespace roomcast::edge
 

@@ -166,7 +166,7 @@ class WsSession final : public Client, public std::enable_shared_from_this<WsSes
         encoding_(binary ? Encoding::kProtobuf : Encoding::kJson),
         limiter_(ctx.options.rate_limit_per_second, ctx.options.rate_limit_burst) {}
 
-  ~WsSession() override { ctx_.hub.counters().queued_bytes.fetch_sub(queued_bytes_); }
+  ~WsSession() override { ctx_.hub.counters().queued_bytes.fetch_sub(gauged_bytes_); }
 
   void Run(http::request<http::string_body> req) {
     websocket::stream_base::timeout timeout;
@@ -175,6 +175,7 @@ class WsSession final : public Client, public std::enable_shared_from_this<WsSes
     timeout.keep_alive_pings = true;
     ws_.set_option(timeout);
     ws_.read_message_max(ctx_.options.max_frame_bytes);
+    ws_.auto_fragment(false);  // One batch, one message, one write.
     bool binary = encoding_ == Encoding::kProtobuf;
     ws_.set_option(websocket::stream_base::decorator([binary](websocket::response_type& res) {
       res.set(http::field::server, "roomcast-edge");
@@ -192,12 +193,12 @@ class WsSession final : public Client, public std::enable_shared_from_this<WsSes
       // Slow consumer: drop what waits (keep the write in flight), tell the
       // client why, and close. It reconnects and resumes from its last position.
       ctx_.hub.counters().slow_consumer_total.fetch_add(1);
-      while (queue_.size() > (writing_ ? 1u : 0u)) PopBack();
+      DropPending();
       Close(v1::SLOW_CONSUMER,
             "slow consumer: too much data waiting; resume from the last position");
       return;
     }
-    Enqueue(std::shared_ptr<const void>(frame), net::buffer(bytes));
+    Enqueue(bytes);
   }
 
   void Close(v1::DisconnectCode code, std::string reason) override {
@@ -210,7 +211,7 @@ class WsSession final : public Client, public std::enable_shared_from_this<WsSes
     d->set_code(code);
     d->set_reason(reason);
     d->set_reconnect(Reconnects(code));
-    EnqueueOwned(EncodeServerFrame(frame, encoding_));
+    Enqueue(EncodeServerFrame(frame, encoding_));
   }
 
  private:
@@ -409,7 +410,7 @@ class WsSession final : public Client, public std::enable_shared_from_this<WsSes
 
   void FlushSlots() {
     while (!slots_.empty() && slots_.front().frames.has_value()) {
-      for (std::string& f : *slots_.front().frames) EnqueueOwned(std::move(f));
+      for (const std::string& f : *slots_.front().frames) Enqueue(f);
       slots_.pop_front();
     }
   }
@@ -429,28 +430,49 @@ class WsSession final : public Client, public std::enable_shared_from_this<WsSes
     }
   }
 
-  void EnqueueOwned(std::string bytes) {
-    auto owned = std::make_shared<const std::string>(std::move(bytes));
-    net::const_buffer buffer = net::buffer(*owned);
-    Enqueue(std::move(owned), buffer);
-  }
-
-  void Enqueue(std::shared_ptr<const void> owner, net::const_buffer buffer) {
+  // Outbound frames are appended to the open batch (the back of pending_).
+  // One batch is written at a time, as one WebSocket message: whatever
+  // arrives while a write is in flight goes out together in the next write
+  // (edge/codec.h, "Batches"). The first frame of an idle connection waits
+  // only for the handler that queued it to finish, so a burst of deliveries
+  // from one hub dispatch shares one write too.
+  void Enqueue(absl::string_view frame) {
     if (close_sent_ || !open_) return;
-    queue_.push_back({std::move(owner), buffer});
-    queued_bytes_ += buffer.size();
-    ctx_.hub.counters().queued_bytes.fetch_add(buffer.size());
-    if (!writing_) DoWrite();
+    if (pending_.empty() ||
+        (pending_.back().size() + frame.size() > kMaxBatchBytes && !pending_.back().empty())) {
+      pending_.emplace_back();
+    }
+    std::string& batch = pending_.back();
+    const size_t before = batch.size();
+    AppendToBatch(frame, encoding_, &batch);
+    queued_bytes_ += batch.size() - before;
+    if (!writing_ && !write_posted_) {
+      write_posted_ = true;
+      net::post(ws_.get_executor(), [self = shared_from_this()] {
+        self->write_posted_ = false;
+        self->DoWrite();
+      });
+    }
   }
 
-  void PopBack() {
-    queued_bytes_ -= queue_.back().buffer.size();
-    ctx_.hub.counters().queued_bytes.fetch_sub(queue_.back().buffer.size());
-    queue_.pop_back();
+  // Drops every batch not yet in flight.
+  void DropPending() {
+    pending_.clear();
+    queued_bytes_ = writing_batch_.size();
+  }
+
+  // Moves this session's share of the edge-wide queued_bytes gauge to
+  // queued_bytes_ (once per write, not once per frame).
+  void UpdateGauge() {
+    ctx_.hub.counters().queued_bytes.fetch_add(static_cast<int64_t>(queued_bytes_) -
+                                               static_cast<int64_t>(gauged_bytes_));
+    gauged_bytes_ = queued_bytes_;
   }
 
   void DoWrite() {
-    if (queue_.empty()) {
+    if (writing_) return;
+    if (pending_.empty()) {
+      UpdateGauge();
       if (closing_ && !close_sent_) {
         close_sent_ = true;
         websocket::close_reason reason(static_cast<uint16_t>(close_code_));
@@ -462,18 +484,21 @@ class WsSession final : public Client, public std::enable_shared_from_this<WsSes
       return;
     }
     writing_ = true;
-    ws_.async_write(queue_.front().buffer,
+    writing_batch_ = std::move(pending_.front());
+    pending_.pop_front();
+    UpdateGauge();
+    ws_.async_write(net::buffer(writing_batch_),
                     beast::bind_front_handler(&WsSession::OnWrite, shared_from_this()));
   }
 
   void OnWrite(beast::error_code ec, size_t) {
     writing_ = false;
-    queued_bytes_ -= queue_.front().buffer.size();
-    ctx_.hub.counters().queued_bytes.fetch_sub(queue_.front().buffer.size());
-    queue_.pop_front();
+    queued_bytes_ -= writing_batch_.size();
+    std::string().swap(writing_batch_);  // Idle connections hold no buffer.
     if (ec) {
       // The peer is gone: drop everything; the failing read cleans up.
-      while (!queue_.empty()) PopBack();
+      DropPending();
+      UpdateGauge();
       close_sent_ = true;
       beast::get_lowest_layer(ws_).close();
       return;
@@ -497,10 +522,9 @@ class WsSession final : public Client, public std::enable_shared_from_this<WsSes
     if (encoding_ == Encoding::kProtobuf) counters.binary_clients.fetch_sub(1);
   }
 
-  struct Outbound {
-    std::shared_ptr<const void> owner;
-    net::const_buffer buffer;
-  };
+  // A batch grows to this before a new one starts, so no message is much
+  // larger than this unless one frame is.
+  static constexpr size_t kMaxBatchBytes = 64 * 1024;
 
   EdgeContext& ctx_;
   websocket::stream<beast::tcp_stream> ws_;
@@ -513,12 +537,15 @@ class WsSession final : public Client, public std::enable_shared_from_this<WsSes
   bool close_sent_ = false;
   bool cleaned_ = false;
   bool writing_ = false;
+  bool write_posted_ = false;
   int bad_requests_ = 0;
   std::chrono::steady_clock::time_point bad_window_start_ = std::chrono::steady_clock::now();
   v1::DisconnectCode close_code_ = v1::GOING_AWAY;
   std::string close_reason_;
-  std::deque<Outbound> queue_;
-  size_t queued_bytes_ = 0;
+  std::deque<std::string> pending_;  // Batches not yet written; the back one is open.
+  std::string writing_batch_;        // The batch in flight.
+  size_t queued_bytes_ = 0;          // pending_ + writing_batch_.
+  size_t gauged_bytes_ = 0;          // This session's share of counters().queued_bytes.
   absl::flat_hash_set<std::string> joined_;
   absl::flat_hash_set<std::string> joining_;
   // Replies in request order.
@@ -1111,6 +1138,7 @@ class EdgeServer::Impl {
     // are destroyed with their io_context; they use hub_ and ctx_, so the
     // contexts go first (the acceptor, bound to one of them, before that).
     acceptor_.reset();
+    guards_.clear();
     contexts_.clear();
   }
 
@@ -1161,6 +1189,7 @@ class EdgeServer::Impl {
     for (auto& context : contexts_) context->stop();
     for (auto& thread : threads_) thread.join();
     threads_.clear();
+    guards_.clear();
   }
 
  private:

@@ -771,7 +771,8 @@ export class Roomcast extends Emitter {
     };
     ws.onmessage = (ev) => {
       if (this._ws !== ws) return;
-      if (typeof ev.data === "string") this._onFrame(ev.data);
+      // One message carries one or more frames, separated by "\n".
+      if (typeof ev.data === "string") for (const text of ev.data.split("\n")) this._onFrame(text);
     };
     ws.onerror = () => {}; // A close event follows.
     ws.onclose = (ev) => {

@@ -96,7 +96,7 @@ async function openPage(edge) {
             set onmessage(fn) {
               super.onmessage = (ev) => {
                 fn(ev);
-                if (JSON.parse(ev.data).message) fn(ev);
+                if (ev.data.split("\n").some((f) => JSON.parse(f).message)) fn(ev);
               };
             }
           };

@@ -814,10 +814,15 @@ TEST_F(CodecTest, MessageFrameHasTheDocumentedLayout) {
             R"("time":"2023-11-14T22:13:20.005Z","data":{"a":1}}})");
 }
 
-TEST_F(CodecTest, MessageFrameKeepsPayloadWhitespaceVerbatim) {
-  const std::string payload = " {\n  \"a\" : [ 1 , 2 ]\n}\n";
+TEST_F(CodecTest, MessageFrameTurnsPayloadLineBreaksIntoSpaces) {
+  // A JSON batch separates frames by '\n', so no frame may contain one.
+  const std::string payload = " {\r\n  \"a\" : [ 1 , 2 ],\"s\":\"x\\ny\"\n}\n";
   const std::string out = EncodeMessageFrame(RoomMessage(payload), Encoding::kJson);
-  EXPECT_THAT(out, HasSubstr(payload));
+  EXPECT_THAT(out, HasSubstr(R"("data": {    "a" : [ 1 , 2 ],"s":"x\ny" } }})"));
+  EXPECT_EQ(out.find('\n'), std::string::npos);
+  EXPECT_EQ(out.find('\r'), std::string::npos);
+  EXPECT_EQ(ParseServerJson(out).message().data().struct_value().fields().at("s").string_value(),
+            "x\ny");
   EXPECT_EQ(ParseServerJson(out)
                 .message()
                 .data()
@@ -1003,6 +1008,63 @@ TEST_F(CodecTest, IsBrowserJsonAcceptsSurroundingWhitespaceOnly) {
   EXPECT_FALSE(IsBrowserJson(""));
   EXPECT_FALSE(IsBrowserJson("NaN"));
   EXPECT_FALSE(IsBrowserJson("1e400"));
+}
+
+TEST_F(CodecTest, JsonBatchIsFramesSeparatedByNewlines) {
+  std::string batch;
+  AppendToBatch(R"({"a":1})", Encoding::kJson, &batch);
+  EXPECT_EQ(batch, R"({"a":1})");  // One frame: exactly its text.
+  AppendToBatch(R"({"b":2})", Encoding::kJson, &batch);
+  EXPECT_EQ(batch, "{\"a\":1}\n{\"b\":2}");
+  absl::StatusOr<std::vector<absl::string_view>> frames = SplitBatch(batch, Encoding::kJson);
+  ASSERT_TRUE(frames.ok()) << frames.status();
+  EXPECT_THAT(*frames, ::testing::ElementsAre(R"({"a":1})", R"({"b":2})"));
+}
+
+TEST_F(CodecTest, JsonBatchOfMessageFramesSplitsIntoTheFrames) {
+  const std::string first = EncodeMessageFrame(RoomMessage("[1,\n2]"), Encoding::kJson);
+  const std::string second = EncodeMessageFrame(RoomMessage("{\n}"), Encoding::kJson);
+  std::string batch;
+  AppendToBatch(first, Encoding::kJson, &batch);
+  AppendToBatch(second, Encoding::kJson, &batch);
+  absl::StatusOr<std::vector<absl::string_view>> frames = SplitBatch(batch, Encoding::kJson);
+  ASSERT_TRUE(frames.ok()) << frames.status();
+  ASSERT_EQ(frames->size(), 2u);
+  EXPECT_EQ(ParseServerJson((*frames)[0]).message().data().list_value().values_size(), 2);
+  EXPECT_TRUE(ParseServerJson((*frames)[1]).message().data().has_struct_value());
+}
+
+TEST_F(CodecTest, BinaryBatchIsLengthPrefixedFrames) {
+  v1::ServerFrame pong;
+  pong.set_id(1);
+  pong.mutable_reply()->mutable_pong();
+  const std::string small = pong.SerializeAsString();
+  const std::string large =
+      EncodeMessageFrame(RoomMessage(absl::StrCat("\"", std::string(300, 'x'), "\"")),
+                         Encoding::kProtobuf);
+  ASSERT_GT(large.size(), 127u);  // Needs a two-byte length.
+  std::string batch;
+  AppendToBatch(small, Encoding::kProtobuf, &batch);
+  AppendToBatch(large, Encoding::kProtobuf, &batch);
+  EXPECT_EQ(static_cast<uint8_t>(batch[0]), small.size());
+  EXPECT_EQ(batch.size(), 1 + small.size() + 2 + large.size());
+  absl::StatusOr<std::vector<absl::string_view>> frames = SplitBatch(batch, Encoding::kProtobuf);
+  ASSERT_TRUE(frames.ok()) << frames.status();
+  ASSERT_EQ(frames->size(), 2u);
+  EXPECT_EQ((*frames)[0], small);
+  EXPECT_EQ((*frames)[1], large);
+  EXPECT_EQ(ParseServerProto(std::string((*frames)[1])).message().data().string_value(),
+            std::string(300, 'x'));
+}
+
+TEST_F(CodecTest, SplitBatchRejectsTruncatedAndEmptyEntries) {
+  EXPECT_THAT(SplitBatch("\x05abc", Encoding::kProtobuf).status().message(),
+              HasSubstr("truncated frame"));
+  EXPECT_THAT(SplitBatch("\x80", Encoding::kProtobuf).status().message(),
+              HasSubstr("truncated frame length"));
+  EXPECT_THAT(SplitBatch("{}\n\n{}", Encoding::kJson).status().message(),
+              HasSubstr("empty frame"));
+  EXPECT_TRUE(SplitBatch("", Encoding::kProtobuf).ok());
 }
 
 }  // namespace

@@ -104,6 +104,26 @@ export function publish(edge, room, data) {
   }).then((r) => ({ ...r, json: JSON.parse(r.body) }));
 }
 
+// The frames of one edge WebSocket message (docs/protocol.md §7, batches):
+// JSON texts separated by "\n", or varint-length-prefixed protobuf frames.
+export function splitBatch(data, isBinary) {
+  if (!isBinary) return data.toString().split("\n");
+  const frames = [];
+  for (let i = 0; i < data.length; ) {
+    let size = 0;
+    for (let shift = 0; ; shift += 7) {
+      if (i >= data.length) throw new Error("truncated frame length in a binary batch");
+      const byte = data[i++];
+      size += (byte & 0x7f) * 2 ** shift;
+      if (byte < 0x80) break;
+    }
+    if (i + size > data.length) throw new Error("truncated frame in a binary batch");
+    frames.push(data.subarray(i, i + size));
+    i += size;
+  }
+  return frames;
+}
+
 // A browser-like WebSocket client that records every frame it receives.
 export class Client {
   static async open(edge, { protocols, headers } = {}) {
@@ -111,7 +131,11 @@ export class Client {
     c.ws = new WebSocket(`ws://${edge.address}/ws`, protocols, { headers });
     c.frames = [];
     c.closed = new Promise((resolve) => c.ws.on("close", (code, reason) => resolve({ code, reason: reason.toString() })));
-    c.ws.on("message", (data, isBinary) => c.frames.push(isBinary ? data : JSON.parse(data.toString())));
+    c.wsMessages = 0; // WebSocket messages; each carries one or more frames.
+    c.ws.on("message", (data, isBinary) => {
+      c.wsMessages++;
+      for (const frame of splitBatch(data, isBinary)) c.frames.push(isBinary ? frame : JSON.parse(frame));
+    });
     c.ws.on("error", () => {});
     await new Promise((resolve, reject) => {
       c.ws.once("open", resolve);
