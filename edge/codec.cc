@@ -794,16 +794,20 @@ v1::ServerFrame ErrorFrame(uint64_t id, const absl::Status& status) {
 
 v1::ServerFrame ErrorFrame(const DecodeError& error) { return ErrorFrame(error.id, error.status); }
 
-void AppendToBatch(absl::string_view frame, Encoding encoding, std::string* batch) {
+std::string BatchEntry(absl::string_view frame, Encoding encoding) {
+  std::string entry;
   if (encoding == Encoding::kJson) {
-    if (!batch->empty()) batch->push_back('\n');
+    entry.reserve(frame.size() + 1);
+    entry.push_back('\n');
   } else {
     uint8_t prefix[5];  // A varint32 takes at most 5 bytes.
     const uint8_t* end = google::protobuf::io::CodedOutputStream::WriteVarint32ToArray(
         static_cast<uint32_t>(frame.size()), prefix);
-    batch->append(reinterpret_cast<const char*>(prefix), end - prefix);
+    entry.reserve(frame.size() + (end - prefix));
+    entry.append(reinterpret_cast<const char*>(prefix), end - prefix);
   }
-  batch->append(frame.data(), frame.size());
+  entry.append(frame.data(), frame.size());
+  return entry;
 }
 
 absl::StatusOr<std::vector<absl::string_view>> SplitBatch(absl::string_view message,

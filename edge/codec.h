@@ -133,13 +133,14 @@ v1::ServerFrame ErrorFrame(const DecodeError& error);
 // write was in flight goes out in one write.
 //   * kJson: the frames' JSON texts separated by '\n' (encoded frames never
 //     contain a raw newline: EncodeMessageFrame turns the insignificant
-//     whitespace of spliced payloads into spaces);
+//     whitespace of spliced payloads into spaces); a message holding one
+//     frame is exactly that frame's text;
 //   * kProtobuf: each serialized frame preceded by its length as a protobuf
 //     varint (the framing of protobuf's writeDelimitedTo).
-// A message holding one JSON frame is exactly that frame's text.
-
-// Appends `frame` (one encoded ServerFrame) to `batch`.
-void AppendToBatch(absl::string_view frame, Encoding encoding, std::string* batch);
+// The edge keeps each frame as a batch entry, built once and shared by every
+// recipient: '\n' + JSON text, or varint length + bytes. A message is its
+// entries written back to back, the first JSON entry without its '\n'.
+std::string BatchEntry(absl::string_view frame, Encoding encoding);
 
 // The encoded ServerFrames of one batch message, in order (views into
 // `message`). INVALID_ARGUMENT for a truncated length prefix or frame, or an

@@ -9,6 +9,7 @@
 #include <cstdio>
 #include <deque>
 #include <optional>
+#include <span>
 #include <string>
 #include <thread>
 #include <utility>
@@ -188,8 +189,9 @@ class WsSession final : public Client, public std::enable_shared_from_this<WsSes
   // here; replies are paced by the client's own (rate-limited) requests.
   void Deliver(const FramePtr& frame) override {
     if (closing_ || close_sent_ || !open_) return;
-    const std::string& bytes = encoding_ == Encoding::kJson ? frame->json : frame->protobuf;
-    if (queued_bytes_ + bytes.size() > ctx_.options.max_queued_bytes) {
+    const std::string& entry =
+        encoding_ == Encoding::kJson ? frame->json_entry : frame->protobuf_entry;
+    if (queued_bytes_ + entry.size() > ctx_.options.max_queued_bytes) {
       // Slow consumer: drop what waits (keep the write in flight), tell the
       // client why, and close. It reconnects and resumes from its last position.
       ctx_.hub.counters().slow_consumer_total.fetch_add(1);
@@ -198,7 +200,7 @@ class WsSession final : public Client, public std::enable_shared_from_this<WsSes
             "slow consumer: too much data waiting; resume from the last position");
       return;
     }
-    Enqueue(bytes);
+    Enqueue(frame, entry);
   }
 
   void Close(v1::DisconnectCode code, std::string reason) override {
@@ -211,7 +213,7 @@ class WsSession final : public Client, public std::enable_shared_from_this<WsSes
     d->set_code(code);
     d->set_reason(reason);
     d->set_reconnect(Reconnects(code));
-    Enqueue(EncodeServerFrame(frame, encoding_));
+    EnqueueOwned(EncodeServerFrame(frame, encoding_));
   }
 
  private:
@@ -410,7 +412,7 @@ class WsSession final : public Client, public std::enable_shared_from_this<WsSes
 
   void FlushSlots() {
     while (!slots_.empty() && slots_.front().frames.has_value()) {
-      for (const std::string& f : *slots_.front().frames) Enqueue(f);
+      for (const std::string& f : *slots_.front().frames) EnqueueOwned(f);
       slots_.pop_front();
     }
   }
@@ -430,22 +432,17 @@ class WsSession final : public Client, public std::enable_shared_from_this<WsSes
     }
   }
 
-  // Outbound frames are appended to the open batch (the back of pending_).
-  // One batch is written at a time, as one WebSocket message: whatever
-  // arrives while a write is in flight goes out together in the next write
-  // (edge/codec.h, "Batches"). The first frame of an idle connection waits
-  // only for the handler that queued it to finish, so a burst of deliveries
-  // from one hub dispatch shares one write too.
-  void Enqueue(absl::string_view frame) {
+  // Outbound frames wait in queue_ as batch entries (edge/codec.h,
+  // "Batches"): room events by reference to the bytes the hub encoded once,
+  // replies in their own buffer. One write is in flight at a time, and it
+  // takes every entry queued meanwhile (up to kMaxBatchBytes) as one
+  // WebSocket message, gathered from the entries without copying them. The
+  // first entry on an idle connection waits for the handler that queued it
+  // to finish, so the deliveries of one hub dispatch share one write too.
+  void Enqueue(std::shared_ptr<const void> owner, absl::string_view entry) {
     if (close_sent_ || !open_) return;
-    if (pending_.empty() ||
-        (pending_.back().size() + frame.size() > kMaxBatchBytes && !pending_.back().empty())) {
-      pending_.emplace_back();
-    }
-    std::string& batch = pending_.back();
-    const size_t before = batch.size();
-    AppendToBatch(frame, encoding_, &batch);
-    queued_bytes_ += batch.size() - before;
+    queue_.push_back({std::move(owner), entry});
+    queued_bytes_ += entry.size();
     if (!writing_ && !write_posted_) {
       write_posted_ = true;
       net::post(ws_.get_executor(), [self = shared_from_this()] {
@@ -455,10 +452,17 @@ class WsSession final : public Client, public std::enable_shared_from_this<WsSes
     }
   }
 
-  // Drops every batch not yet in flight.
+  void EnqueueOwned(absl::string_view frame) {
+    auto entry = std::make_shared<const std::string>(BatchEntry(frame, encoding_));
+    absl::string_view view = *entry;
+    Enqueue(std::move(entry), view);
+  }
+
+  // Drops every entry not yet in flight.
   void DropPending() {
-    pending_.clear();
-    queued_bytes_ = writing_batch_.size();
+    queue_.clear();
+    queued_bytes_ = 0;
+    for (const Outbound& o : in_flight_) queued_bytes_ += o.entry.size();
   }
 
   // Moves this session's share of the edge-wide queued_bytes gauge to
@@ -471,7 +475,7 @@ class WsSession final : public Client, public std::enable_shared_from_this<WsSes
 
   void DoWrite() {
     if (writing_) return;
-    if (pending_.empty()) {
+    if (queue_.empty()) {
       UpdateGauge();
       if (closing_ && !close_sent_) {
         close_sent_ = true;
@@ -483,18 +487,27 @@ class WsSession final : public Client, public std::enable_shared_from_this<WsSes
       }
       return;
     }
+    size_t bytes = 0;
+    while (!queue_.empty() &&
+           (in_flight_.empty() || bytes + queue_.front().entry.size() <= kMaxBatchBytes)) {
+      bytes += queue_.front().entry.size();
+      in_flight_.push_back(std::move(queue_.front()));
+      queue_.pop_front();
+    }
+    buffers_.clear();
+    for (const Outbound& o : in_flight_)
+      buffers_.push_back(net::buffer(o.entry.data(), o.entry.size()));
+    if (encoding_ == Encoding::kJson) buffers_.front() += 1;  // The first entry has no '\n'.
     writing_ = true;
-    writing_batch_ = std::move(pending_.front());
-    pending_.pop_front();
     UpdateGauge();
-    ws_.async_write(net::buffer(writing_batch_),
+    ws_.async_write(std::span<const net::const_buffer>(buffers_),
                     beast::bind_front_handler(&WsSession::OnWrite, shared_from_this()));
   }
 
   void OnWrite(beast::error_code ec, size_t) {
     writing_ = false;
-    queued_bytes_ -= writing_batch_.size();
-    std::string().swap(writing_batch_);  // Idle connections hold no buffer.
+    for (const Outbound& o : in_flight_) queued_bytes_ -= o.entry.size();
+    in_flight_.clear();
     if (ec) {
       // The peer is gone: drop everything; the failing read cleans up.
       DropPending();
@@ -502,6 +515,11 @@ class WsSession final : public Client, public std::enable_shared_from_this<WsSes
       close_sent_ = true;
       beast::get_lowest_layer(ws_).close();
       return;
+    }
+    if (queue_.empty() && in_flight_.capacity() > kIdleEntries) {
+      // Idle after a burst: give the memory back.
+      std::vector<Outbound>().swap(in_flight_);
+      std::vector<net::const_buffer>().swap(buffers_);
     }
     DoWrite();
   }
@@ -522,9 +540,16 @@ class WsSession final : public Client, public std::enable_shared_from_this<WsSes
     if (encoding_ == Encoding::kProtobuf) counters.binary_clients.fetch_sub(1);
   }
 
-  // A batch grows to this before a new one starts, so no message is much
-  // larger than this unless one frame is.
+  // A write takes entries up to this size (at least one), so no message is
+  // much larger than this unless one frame is.
   static constexpr size_t kMaxBatchBytes = 64 * 1024;
+  // In-flight capacity an idle connection keeps.
+  static constexpr size_t kIdleEntries = 4;
+
+  struct Outbound {
+    std::shared_ptr<const void> owner;
+    absl::string_view entry;  // Owned by `owner`.
+  };
 
   EdgeContext& ctx_;
   websocket::stream<beast::tcp_stream> ws_;
@@ -542,10 +567,11 @@ class WsSession final : public Client, public std::enable_shared_from_this<WsSes
   std::chrono::steady_clock::time_point bad_window_start_ = std::chrono::steady_clock::now();
   v1::DisconnectCode close_code_ = v1::GOING_AWAY;
   std::string close_reason_;
-  std::deque<std::string> pending_;  // Batches not yet written; the back one is open.
-  std::string writing_batch_;        // The batch in flight.
-  size_t queued_bytes_ = 0;          // pending_ + writing_batch_.
-  size_t gauged_bytes_ = 0;          // This session's share of counters().queued_bytes.
+  std::deque<Outbound> queue_;              // Not yet written.
+  std::vector<Outbound> in_flight_;         // The write in flight.
+  std::vector<net::const_buffer> buffers_;  // in_flight_ as the write's buffers.
+  size_t queued_bytes_ = 0;                 // queue_ + in_flight_.
+  size_t gauged_bytes_ = 0;                 // This session's share of counters().queued_bytes.
   absl::flat_hash_set<std::string> joined_;
   absl::flat_hash_set<std::string> joining_;
   // Replies in request order.
@@ -623,7 +649,7 @@ class SseSession final : public Client, public std::enable_shared_from_this<SseS
 
   void Deliver(const FramePtr& frame) override {
     if (closing_) return;
-    if (pending_.size() + frame->json.size() > ctx_.options.max_queued_bytes) {
+    if (pending_.size() + frame->json().size() > ctx_.options.max_queued_bytes) {
       ctx_.hub.counters().slow_consumer_total.fetch_add(1);
       ctx_.hub.counters().queued_bytes.fetch_sub(pending_.size());
       pending_.clear();
@@ -631,7 +657,7 @@ class SseSession final : public Client, public std::enable_shared_from_this<SseS
       return;
     }
     if (frame->is_message) cursor_[frame->room] = frame->position;
-    AppendEvent(frame->json);
+    AppendEvent(frame->json());
   }
 
   void Close(v1::DisconnectCode code, std::string reason) override {

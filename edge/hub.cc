@@ -23,14 +23,21 @@ FramePtr Encode(const v1::RoomEvent& event, bool with_protobuf) {
     frame->room = m.room();
     frame->position = m.position();
     frame->is_message = true;
-    frame->json = EncodeMessageFrame(m, Encoding::kJson);
-    if (with_protobuf) frame->protobuf = EncodeMessageFrame(m, Encoding::kProtobuf);
+    frame->json_entry = BatchEntry(EncodeMessageFrame(m, Encoding::kJson), Encoding::kJson);
+    if (with_protobuf) {
+      frame->protobuf_entry =
+          BatchEntry(EncodeMessageFrame(m, Encoding::kProtobuf), Encoding::kProtobuf);
+    }
   } else {
     v1::ServerFrame server_frame;
     *server_frame.mutable_presence() = event.presence();
     frame->room = event.presence().room();
-    frame->json = EncodeServerFrame(server_frame, Encoding::kJson);
-    if (with_protobuf) frame->protobuf = EncodeServerFrame(server_frame, Encoding::kProtobuf);
+    frame->json_entry =
+        BatchEntry(EncodeServerFrame(server_frame, Encoding::kJson), Encoding::kJson);
+    if (with_protobuf) {
+      frame->protobuf_entry =
+          BatchEntry(EncodeServerFrame(server_frame, Encoding::kProtobuf), Encoding::kProtobuf);
+    }
   }
   return frame;
 }

@@ -31,11 +31,15 @@ struct Frame {
   // Set for messages (resume cursors advance with them); empty for presence.
   v1::Position position;
   bool is_message = false;
-  // Canonical JSON of the ServerFrame (text WebSocket frames, SSE data).
-  std::string json;
-  // Serialized ServerFrame (binary WebSocket frames); empty when no binary
-  // client was connected when the event arrived.
-  std::string protobuf;
+  // The ServerFrame as batch entries (edge/codec.h, "Batches"), shared by
+  // every recipient: '\n' + canonical JSON (text WebSocket messages, SSE
+  // data), and varint length + serialized bytes (binary WebSocket messages;
+  // empty when no binary client was connected when the event arrived).
+  std::string json_entry;
+  std::string protobuf_entry;
+
+  // The canonical JSON text alone.
+  absl::string_view json() const { return absl::string_view(json_entry).substr(1); }
 };
 using FramePtr = std::shared_ptr<const Frame>;
 

@@ -1010,11 +1010,19 @@ TEST_F(CodecTest, IsBrowserJsonAcceptsSurroundingWhitespaceOnly) {
   EXPECT_FALSE(IsBrowserJson("1e400"));
 }
 
+// A batch message as the edge writes it: the entries back to back, the first
+// JSON entry without its '\n'.
+std::string Batch(const std::vector<std::string>& frames, Encoding encoding) {
+  std::string message;
+  for (const std::string& frame : frames) message += BatchEntry(frame, encoding);
+  if (encoding == Encoding::kJson && !message.empty()) message.erase(0, 1);
+  return message;
+}
+
 TEST_F(CodecTest, JsonBatchIsFramesSeparatedByNewlines) {
-  std::string batch;
-  AppendToBatch(R"({"a":1})", Encoding::kJson, &batch);
-  EXPECT_EQ(batch, R"({"a":1})");  // One frame: exactly its text.
-  AppendToBatch(R"({"b":2})", Encoding::kJson, &batch);
+  EXPECT_EQ(BatchEntry(R"({"a":1})", Encoding::kJson), "\n{\"a\":1}");
+  EXPECT_EQ(Batch({R"({"a":1})"}, Encoding::kJson), R"({"a":1})");  // One frame: its text.
+  const std::string batch = Batch({R"({"a":1})", R"({"b":2})"}, Encoding::kJson);
   EXPECT_EQ(batch, "{\"a\":1}\n{\"b\":2}");
   absl::StatusOr<std::vector<absl::string_view>> frames = SplitBatch(batch, Encoding::kJson);
   ASSERT_TRUE(frames.ok()) << frames.status();
@@ -1022,11 +1030,9 @@ TEST_F(CodecTest, JsonBatchIsFramesSeparatedByNewlines) {
 }
 
 TEST_F(CodecTest, JsonBatchOfMessageFramesSplitsIntoTheFrames) {
-  const std::string first = EncodeMessageFrame(RoomMessage("[1,\n2]"), Encoding::kJson);
-  const std::string second = EncodeMessageFrame(RoomMessage("{\n}"), Encoding::kJson);
-  std::string batch;
-  AppendToBatch(first, Encoding::kJson, &batch);
-  AppendToBatch(second, Encoding::kJson, &batch);
+  const std::string batch = Batch({EncodeMessageFrame(RoomMessage("[1,\n2]"), Encoding::kJson),
+                                   EncodeMessageFrame(RoomMessage("{\n}"), Encoding::kJson)},
+                                  Encoding::kJson);
   absl::StatusOr<std::vector<absl::string_view>> frames = SplitBatch(batch, Encoding::kJson);
   ASSERT_TRUE(frames.ok()) << frames.status();
   ASSERT_EQ(frames->size(), 2u);
@@ -1039,14 +1045,11 @@ TEST_F(CodecTest, BinaryBatchIsLengthPrefixedFrames) {
   pong.set_id(1);
   pong.mutable_reply()->mutable_pong();
   const std::string small = pong.SerializeAsString();
-  const std::string large =
-      EncodeMessageFrame(RoomMessage(absl::StrCat("\"", std::string(300, 'x'), "\"")),
-                         Encoding::kProtobuf);
+  const std::string large = EncodeMessageFrame(
+      RoomMessage(absl::StrCat("\"", std::string(300, 'x'), "\"")), Encoding::kProtobuf);
   ASSERT_GT(large.size(), 127u);  // Needs a two-byte length.
-  std::string batch;
-  AppendToBatch(small, Encoding::kProtobuf, &batch);
-  AppendToBatch(large, Encoding::kProtobuf, &batch);
-  EXPECT_EQ(static_cast<uint8_t>(batch[0]), small.size());
+  const std::string batch = Batch({small, large}, Encoding::kProtobuf);
+  EXPECT_EQ(static_cast<uint8_t>(batch[0]), small.size());  // One frame has a prefix too.
   EXPECT_EQ(batch.size(), 1 + small.size() + 2 + large.size());
   absl::StatusOr<std::vector<absl::string_view>> frames = SplitBatch(batch, Encoding::kProtobuf);
   ASSERT_TRUE(frames.ok()) << frames.status();
@@ -1062,8 +1065,7 @@ TEST_F(CodecTest, SplitBatchRejectsTruncatedAndEmptyEntries) {
               HasSubstr("truncated frame"));
   EXPECT_THAT(SplitBatch("\x80", Encoding::kProtobuf).status().message(),
               HasSubstr("truncated frame length"));
-  EXPECT_THAT(SplitBatch("{}\n\n{}", Encoding::kJson).status().message(),
-              HasSubstr("empty frame"));
+  EXPECT_THAT(SplitBatch("{}\n\n{}", Encoding::kJson).status().message(), HasSubstr("empty frame"));
   EXPECT_TRUE(SplitBatch("", Encoding::kProtobuf).ok());
 }
 

@@ -127,7 +127,7 @@ TEST_F(HubTest, AnEventIsEncodedOnceAndSharedByEveryRecipient) {
   ASSERT_EQ(a->frames().size(), 1u);
   ASSERT_EQ(b->frames().size(), 1u);
   EXPECT_EQ(a->frames()[0].get(), b->frames()[0].get());  // The same encoded frame.
-  EXPECT_THAT(a->frames()[0]->json, ::testing::HasSubstr("\"data\":{\"n\":1}"));
+  EXPECT_THAT(a->frames()[0]->json(), ::testing::HasSubstr("\"data\":{\"n\":1}"));
 }
 
 TEST_F(HubTest, DeliveryHappensOnTheClientsOwnShardThread) {
