@@ -101,7 +101,12 @@ class Subscriber : public SubscriberBase {
         ++thread_.unparsed;
         return;
       }
-      std::optional<uint64_t> t = NumberAfter(frame, R"("data":{"t":)");
+      // The payload is the message's last field: look for it from the end.
+      std::optional<uint64_t> t;
+      constexpr absl::string_view kData = R"("data":{"t":)";
+      if (size_t at = frame.rfind(kData); at != absl::string_view::npos) {
+        t = LeadingNumber(frame.substr(at + kData.size()));
+      }
       OnMessage(*offset, t ? std::optional<int64_t>(static_cast<int64_t>(*t)) : std::nullopt);
     } else if (absl::StartsWith(frame, R"({"presence":)")) {
       ++thread_.presence;

@@ -18,7 +18,9 @@ const tmp = fs.mkdtempSync(path.join(os.tmpdir(), "roomcast-bench-smoke-"));
 let core;
 let edge;
 before(async () => {
-  core = await startCore();
+  // "quiet": rooms without presence events, for the generic target mode,
+  // which counts any frame that is not a message as unparsed.
+  core = await startCore(["--namespaces=quiet:presence=false"]);
   edge = await startEdge(core);
 });
 after(async () => {
@@ -111,7 +113,8 @@ test("fanout published with unary Rooms.Publish", async () => {
 
 test("generic target mode against the edge's own /ws and POST /publish", async () => {
   const r = await bench(["--preset=rooms", "--rooms=2", "--subscribers=10", "--rate=20", ...tiny,
-    `--target=ws://${edge.address}/ws`, '--subscribe-frame={"id":1,"join":{"room":"{room}"}}',
+    "--room-prefix=quiet:bench", `--target=ws://${edge.address}/ws`,
+    '--subscribe-frame={"id":1,"join":{"room":"{room}"}}',
     '--message-match={"message":', '--joined-match="reply":{"join"',
     `--publish-url=http://${edge.address}/publish`]);
   assertClean(r, { subscribers: 10 });

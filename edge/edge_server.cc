@@ -9,7 +9,6 @@
 #include <cstdio>
 #include <deque>
 #include <optional>
-#include <span>
 #include <string>
 #include <thread>
 #include <utility>
@@ -68,10 +67,30 @@ absl::Status ToStatus(const v1::Error& error) {
 
 // Everything the sessions share. Outlives them all (the server waits for
 // connections to drain before it is destroyed).
+class WsSession;
+
+// The write delay (EdgeOptions::write_delay) of one shard: WebSocket sessions
+// with frames to write wait here until the shard's one timer fires, then
+// write together, each everything it gathered meanwhile.
+class DelayedWrites {
+ public:
+  DelayedWrites(net::io_context& context, absl::Duration delay)
+      : timer_(context), delay_(ToSteady(delay)) {}
+
+  void Add(std::shared_ptr<WsSession> session);
+
+ private:
+  net::steady_timer timer_;
+  const std::chrono::steady_clock::duration delay_;
+  std::vector<std::shared_ptr<WsSession>> waiting_;
+};
+
 struct EdgeContext {
   const EdgeOptions& options;
   Hub& hub;
   CoreLink& link;
+  // One per shard when options.write_delay > 0.
+  std::vector<std::unique_ptr<DelayedWrites>> delayed_writes;
   std::atomic<bool> shutting_down{false};
 };
 
@@ -157,6 +176,8 @@ class RateLimiter {
 // ---------------------------------------------------------------------------
 
 class WsSession final : public Client, public std::enable_shared_from_this<WsSession> {
+  friend class DelayedWrites;  // Calls WriteNow.
+
  public:
   WsSession(EdgeContext& ctx, tcp::socket&& socket, size_t shard, std::string id,
             uint64_t generation, bool binary)
@@ -435,21 +456,39 @@ class WsSession final : public Client, public std::enable_shared_from_this<WsSes
   // Outbound frames wait in queue_ as batch entries (edge/codec.h,
   // "Batches"): room events by reference to the bytes the hub encoded once,
   // replies in their own buffer. One write is in flight at a time, and it
-  // takes every entry queued meanwhile (up to kMaxBatchBytes) as one
-  // WebSocket message, gathered from the entries without copying them. The
+  // takes every entry queued meanwhile (up to kMaxBatchBytes), copied into
+  // one buffer, as one WebSocket message (one contiguous buffer costs less
+  // than a gather of hundreds of small ones, in Beast and in the kernel). The
   // first entry on an idle connection waits for the handler that queued it
   // to finish, so the deliveries of one hub dispatch share one write too.
   void Enqueue(std::shared_ptr<const void> owner, absl::string_view entry) {
     if (close_sent_ || !open_) return;
     queue_.push_back({std::move(owner), entry});
     queued_bytes_ += entry.size();
-    if (!writing_ && !write_posted_) {
-      write_posted_ = true;
-      net::post(ws_.get_executor(), [self = shared_from_this()] {
-        self->write_posted_ = false;
-        self->DoWrite();
-      });
+    if (write_posted_ && !writing_ && queued_bytes_ >= kMaxBatchBytes) {
+      DoWrite();  // A full batch does not wait for the write delay.
+      return;
     }
+    ScheduleWrite();
+  }
+
+  // Starts a write once the current handler finished; on a connection that
+  // started a write less than the write delay ago, after the write delay,
+  // unless a full batch is waiting already.
+  void ScheduleWrite() {
+    if (writing_ || write_posted_) return;
+    write_posted_ = true;
+    if (!ctx_.delayed_writes.empty() && queued_bytes_ < kMaxBatchBytes &&
+        std::chrono::steady_clock::now() - last_write_ < write_delay_) {
+      ctx_.delayed_writes[shard()]->Add(shared_from_this());
+    } else {
+      net::post(ws_.get_executor(), [self = shared_from_this()] { self->WriteNow(); });
+    }
+  }
+
+  void WriteNow() {
+    write_posted_ = false;
+    DoWrite();
   }
 
   void EnqueueOwned(absl::string_view frame) {
@@ -461,8 +500,7 @@ class WsSession final : public Client, public std::enable_shared_from_this<WsSes
   // Drops every entry not yet in flight.
   void DropPending() {
     queue_.clear();
-    queued_bytes_ = 0;
-    for (const Outbound& o : in_flight_) queued_bytes_ += o.entry.size();
+    queued_bytes_ = write_buffer_.size();
   }
 
   // Moves this session's share of the edge-wide queued_bytes gauge to
@@ -487,27 +525,32 @@ class WsSession final : public Client, public std::enable_shared_from_this<WsSes
       }
       return;
     }
+    size_t count = 0;
     size_t bytes = 0;
-    while (!queue_.empty() &&
-           (in_flight_.empty() || bytes + queue_.front().entry.size() <= kMaxBatchBytes)) {
-      bytes += queue_.front().entry.size();
-      in_flight_.push_back(std::move(queue_.front()));
+    for (; count < queue_.size(); ++count) {
+      const size_t size = queue_[count].entry.size();
+      if (count > 0 && bytes + size > kMaxBatchBytes) break;
+      bytes += size;
+    }
+    write_buffer_.reserve(bytes);
+    for (size_t i = 0; i < count; ++i) {
+      absl::string_view entry = queue_.front().entry;
+      if (i == 0 && encoding_ == Encoding::kJson) entry.remove_prefix(1);  // No leading '\n'.
+      write_buffer_.append(entry.data(), entry.size());
       queue_.pop_front();
     }
-    buffers_.clear();
-    for (const Outbound& o : in_flight_)
-      buffers_.push_back(net::buffer(o.entry.data(), o.entry.size()));
-    if (encoding_ == Encoding::kJson) buffers_.front() += 1;  // The first entry has no '\n'.
+    queued_bytes_ -= bytes - write_buffer_.size();
     writing_ = true;
+    last_write_ = std::chrono::steady_clock::now();
     UpdateGauge();
-    ws_.async_write(std::span<const net::const_buffer>(buffers_),
+    ws_.async_write(net::buffer(write_buffer_),
                     beast::bind_front_handler(&WsSession::OnWrite, shared_from_this()));
   }
 
   void OnWrite(beast::error_code ec, size_t) {
     writing_ = false;
-    for (const Outbound& o : in_flight_) queued_bytes_ -= o.entry.size();
-    in_flight_.clear();
+    queued_bytes_ -= write_buffer_.size();
+    std::string().swap(write_buffer_);  // Idle connections hold no buffer.
     if (ec) {
       // The peer is gone: drop everything; the failing read cleans up.
       DropPending();
@@ -516,12 +559,13 @@ class WsSession final : public Client, public std::enable_shared_from_this<WsSes
       beast::get_lowest_layer(ws_).close();
       return;
     }
-    if (queue_.empty() && in_flight_.capacity() > kIdleEntries) {
-      // Idle after a burst: give the memory back.
-      std::vector<Outbound>().swap(in_flight_);
-      std::vector<net::const_buffer>().swap(buffers_);
+    if (queue_.empty()) {
+      DoWrite();  // Sends the close frame if closing.
+    } else if (!ctx_.delayed_writes.empty()) {
+      ScheduleWrite();
+    } else {
+      DoWrite();
     }
-    DoWrite();
   }
 
   // Leaves every room and map. Runs once, when the read loop ends.
@@ -529,6 +573,9 @@ class WsSession final : public Client, public std::enable_shared_from_this<WsSes
     if (!open_ || cleaned_) return;
     cleaned_ = true;
     closing_ = true;
+    close_sent_ = true;  // Nothing more goes out.
+    DropPending();
+    UpdateGauge();
     for (const std::string& room : joined_) ctx_.hub.Leave(*this, room);
     joined_.clear();
     ctx_.hub.Unregister(*this);
@@ -543,8 +590,6 @@ class WsSession final : public Client, public std::enable_shared_from_this<WsSes
   // A write takes entries up to this size (at least one), so no message is
   // much larger than this unless one frame is.
   static constexpr size_t kMaxBatchBytes = 64 * 1024;
-  // In-flight capacity an idle connection keeps.
-  static constexpr size_t kIdleEntries = 4;
 
   struct Outbound {
     std::shared_ptr<const void> owner;
@@ -567,11 +612,12 @@ class WsSession final : public Client, public std::enable_shared_from_this<WsSes
   std::chrono::steady_clock::time_point bad_window_start_ = std::chrono::steady_clock::now();
   v1::DisconnectCode close_code_ = v1::GOING_AWAY;
   std::string close_reason_;
-  std::deque<Outbound> queue_;              // Not yet written.
-  std::vector<Outbound> in_flight_;         // The write in flight.
-  std::vector<net::const_buffer> buffers_;  // in_flight_ as the write's buffers.
-  size_t queued_bytes_ = 0;                 // queue_ + in_flight_.
-  size_t gauged_bytes_ = 0;                 // This session's share of counters().queued_bytes.
+  std::deque<Outbound> queue_;  // Not yet written.
+  std::string write_buffer_;    // The message in flight.
+  const std::chrono::steady_clock::duration write_delay_ = ToSteady(ctx_.options.write_delay);
+  std::chrono::steady_clock::time_point last_write_;  // When the last write started.
+  size_t queued_bytes_ = 0;                           // queue_ + write_buffer_.
+  size_t gauged_bytes_ = 0;  // This session's share of counters().queued_bytes.
   absl::flat_hash_set<std::string> joined_;
   absl::flat_hash_set<std::string> joining_;
   // Replies in request order.
@@ -582,6 +628,18 @@ class WsSession final : public Client, public std::enable_shared_from_this<WsSes
   std::deque<Slot> slots_;
   uint64_t next_slot_ = 0;
 };
+
+void DelayedWrites::Add(std::shared_ptr<WsSession> session) {
+  waiting_.push_back(std::move(session));
+  if (waiting_.size() > 1) return;  // The timer is armed.
+  timer_.expires_after(delay_);
+  timer_.async_wait([this](beast::error_code ec) {
+    if (ec) return;
+    std::vector<std::shared_ptr<WsSession>> due;
+    due.swap(waiting_);
+    for (const auto& session : due) session->WriteNow();
+  });
+}
 
 // ---------------------------------------------------------------------------
 // SSE session
@@ -1155,8 +1213,15 @@ class EdgeServer::Impl {
                       [this](bool up) {
                         if (!up) hub_.CloseAll(v1::RECONNECT, "the core link went down; reconnect");
                       }}),
-        ctx_{options_, hub_, link_},
-        acceptor_(std::in_place, *contexts_[0]) {}
+        ctx_{options_, hub_, link_, {}},
+        acceptor_(std::in_place, *contexts_[0]) {
+    if (options_.write_delay > absl::ZeroDuration()) {
+      for (auto& context : contexts_) {
+        ctx_.delayed_writes.push_back(
+            std::make_unique<DelayedWrites>(*context, options_.write_delay));
+      }
+    }
+  }
 
   ~Impl() {
     Shutdown();
@@ -1164,6 +1229,7 @@ class EdgeServer::Impl {
     // are destroyed with their io_context; they use hub_ and ctx_, so the
     // contexts go first (the acceptor, bound to one of them, before that).
     acceptor_.reset();
+    ctx_.delayed_writes.clear();
     guards_.clear();
     contexts_.clear();
   }

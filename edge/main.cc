@@ -25,6 +25,8 @@ ABSL_FLAG(int, max_bad_requests, 20, "malformed/limited requests before closing 
 ABSL_FLAG(uint64_t, max_queued_bytes, 1 << 20,
           "bytes queued per client before a slow-consumer close");
 ABSL_FLAG(absl::Duration, idle_timeout, absl::Seconds(30), "WebSocket ping/idle timeout");
+ABSL_FLAG(absl::Duration, write_delay, absl::Milliseconds(20),
+          "a busy WebSocket connection writes at most once per this (0: no limit)");
 ABSL_FLAG(absl::Duration, sse_heartbeat, absl::Seconds(15), "SSE heartbeat comment interval");
 ABSL_FLAG(absl::Duration, sse_retry, absl::Seconds(2), "SSE retry: hint");
 ABSL_FLAG(std::vector<std::string>, allowed_origins, {},
@@ -50,6 +52,7 @@ int main(int argc, char** argv) {
   options.max_queued_bytes = absl::GetFlag(FLAGS_max_queued_bytes);
   options.idle_timeout = absl::GetFlag(FLAGS_idle_timeout);
   options.sse_heartbeat = absl::GetFlag(FLAGS_sse_heartbeat);
+  options.write_delay = absl::GetFlag(FLAGS_write_delay);
   options.sse_retry = absl::GetFlag(FLAGS_sse_retry);
   options.allowed_origins = absl::GetFlag(FLAGS_allowed_origins);
   options.shutdown_grace = absl::GetFlag(FLAGS_shutdown_grace);
