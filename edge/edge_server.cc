@@ -7,7 +7,6 @@
 
 #include <algorithm>
 #include <cstdio>
-#include <deque>
 #include <optional>
 #include <string>
 #include <thread>
@@ -432,10 +431,11 @@ class WsSession final : public Client, public std::enable_shared_from_this<WsSes
   }
 
   void FlushSlots() {
-    while (!slots_.empty() && slots_.front().frames.has_value()) {
-      for (const std::string& f : *slots_.front().frames) EnqueueOwned(f);
-      slots_.pop_front();
+    auto ready = slots_.begin();
+    for (; ready != slots_.end() && ready->frames.has_value(); ++ready) {
+      for (const std::string& f : *ready->frames) EnqueueOwned(f);
     }
+    slots_.erase(slots_.begin(), ready);
   }
 
   // Counts bad requests per minute: an occasional mistake never adds up to
@@ -534,11 +534,12 @@ class WsSession final : public Client, public std::enable_shared_from_this<WsSes
     }
     write_buffer_.reserve(bytes);
     for (size_t i = 0; i < count; ++i) {
-      absl::string_view entry = queue_.front().entry;
+      absl::string_view entry = queue_[i].entry;
       if (i == 0 && encoding_ == Encoding::kJson) entry.remove_prefix(1);  // No leading '\n'.
       write_buffer_.append(entry.data(), entry.size());
-      queue_.pop_front();
     }
+    queue_.erase(queue_.begin(), queue_.begin() + static_cast<std::ptrdiff_t>(count));
+    if (queue_.empty()) std::vector<Outbound>().swap(queue_);  // Idle: no capacity kept.
     queued_bytes_ -= bytes - write_buffer_.size();
     writing_ = true;
     last_write_ = std::chrono::steady_clock::now();
@@ -597,7 +598,10 @@ class WsSession final : public Client, public std::enable_shared_from_this<WsSes
   };
 
   EdgeContext& ctx_;
-  websocket::stream<beast::tcp_stream> ws_;
+  // A plain socket below: the WebSocket stream's own timeouts (handshake,
+  // idle pings) are all a session needs, and beast::tcp_stream's timers would
+  // add to every connection and every write.
+  websocket::stream<tcp::socket> ws_;
   const uint64_t generation_;
   const Encoding encoding_;
   RateLimiter limiter_;
@@ -612,8 +616,10 @@ class WsSession final : public Client, public std::enable_shared_from_this<WsSes
   std::chrono::steady_clock::time_point bad_window_start_ = std::chrono::steady_clock::now();
   v1::DisconnectCode close_code_ = v1::GOING_AWAY;
   std::string close_reason_;
-  std::deque<Outbound> queue_;  // Not yet written.
-  std::string write_buffer_;    // The message in flight.
+  // Vectors, not deques: an empty std::deque still holds ~600 bytes, and
+  // both are short (queue_ is emptied by every write).
+  std::vector<Outbound> queue_;  // Not yet written.
+  std::string write_buffer_;     // The message in flight.
   const std::chrono::steady_clock::duration write_delay_ = ToSteady(ctx_.options.write_delay);
   std::chrono::steady_clock::time_point last_write_;  // When the last write started.
   size_t queued_bytes_ = 0;                           // queue_ + write_buffer_.
@@ -625,7 +631,7 @@ class WsSession final : public Client, public std::enable_shared_from_this<WsSes
     uint64_t seq;
     std::optional<std::vector<std::string>> frames;  // nullopt while at the core.
   };
-  std::deque<Slot> slots_;
+  std::vector<Slot> slots_;
   uint64_t next_slot_ = 0;
 };
 
