@@ -66,23 +66,46 @@ absl::Status ToStatus(const v1::Error& error) {
 
 // Everything the sessions share. Outlives them all (the server waits for
 // connections to drain before it is destroyed).
-class WsSession;
+// A write takes queued frames up to this size (at least one), so no
+// WebSocket message is much larger than this unless one frame is; a session
+// with this much waiting writes without waiting for the write delay.
+constexpr size_t kMaxBatchBytes = 64 * 1024;
 
-// The write delay (EdgeOptions::write_delay) of one shard: WebSocket sessions
-// with frames to write wait here until the shard's one timer fires, then
+// A session whose next write may wait for the write delay.
+class DelayedWriter {
+ public:
+  // Starts the write that waited (on the session's shard thread).
+  virtual void WriteNow() = 0;
+
+ protected:
+  ~DelayedWriter() = default;
+};
+
+// The write delay (EdgeOptions::write_delay) of one shard: sessions with
+// something to write wait here until the shard's one timer fires, then
 // write together, each everything it gathered meanwhile.
 class DelayedWrites {
  public:
   DelayedWrites(net::io_context& context, absl::Duration delay)
       : timer_(context), delay_(ToSteady(delay)) {}
 
-  void Add(std::shared_ptr<WsSession> session);
+  void Add(std::shared_ptr<DelayedWriter> session);
 
  private:
   net::steady_timer timer_;
   const std::chrono::steady_clock::duration delay_;
-  std::vector<std::shared_ptr<WsSession>> waiting_;
+  std::vector<std::shared_ptr<DelayedWriter>> waiting_;
 };
+
+// Whether a session that last started a write at `last_write`, with
+// `queued` bytes waiting, should wait for the write delay: only a busy one
+// (it wrote less than the delay ago) with less than a full batch.
+bool ShouldDelay(const std::vector<std::unique_ptr<DelayedWrites>>& delayed, size_t queued,
+                 std::chrono::steady_clock::time_point last_write,
+                 std::chrono::steady_clock::duration delay) {
+  return !delayed.empty() && queued < kMaxBatchBytes &&
+         std::chrono::steady_clock::now() - last_write < delay;
+}
 
 struct EdgeContext {
   const EdgeOptions& options;
@@ -174,9 +197,9 @@ class RateLimiter {
 // WebSocket session
 // ---------------------------------------------------------------------------
 
-class WsSession final : public Client, public std::enable_shared_from_this<WsSession> {
-  friend class DelayedWrites;  // Calls WriteNow.
-
+class WsSession final : public Client,
+                        public DelayedWriter,
+                        public std::enable_shared_from_this<WsSession> {
  public:
   WsSession(EdgeContext& ctx, tcp::socket&& socket, size_t shard, std::string id,
             uint64_t generation, bool binary)
@@ -478,15 +501,14 @@ class WsSession final : public Client, public std::enable_shared_from_this<WsSes
   void ScheduleWrite() {
     if (writing_ || write_posted_) return;
     write_posted_ = true;
-    if (!ctx_.delayed_writes.empty() && queued_bytes_ < kMaxBatchBytes &&
-        std::chrono::steady_clock::now() - last_write_ < write_delay_) {
+    if (ShouldDelay(ctx_.delayed_writes, queued_bytes_, last_write_, write_delay_)) {
       ctx_.delayed_writes[shard()]->Add(shared_from_this());
     } else {
       net::post(ws_.get_executor(), [self = shared_from_this()] { self->WriteNow(); });
     }
   }
 
-  void WriteNow() {
+  void WriteNow() override {
     write_posted_ = false;
     DoWrite();
   }
@@ -588,10 +610,6 @@ class WsSession final : public Client, public std::enable_shared_from_this<WsSes
     if (encoding_ == Encoding::kProtobuf) counters.binary_clients.fetch_sub(1);
   }
 
-  // A write takes entries up to this size (at least one), so no message is
-  // much larger than this unless one frame is.
-  static constexpr size_t kMaxBatchBytes = 64 * 1024;
-
   struct Outbound {
     std::shared_ptr<const void> owner;
     absl::string_view entry;  // Owned by `owner`.
@@ -635,13 +653,13 @@ class WsSession final : public Client, public std::enable_shared_from_this<WsSes
   uint64_t next_slot_ = 0;
 };
 
-void DelayedWrites::Add(std::shared_ptr<WsSession> session) {
+void DelayedWrites::Add(std::shared_ptr<DelayedWriter> session) {
   waiting_.push_back(std::move(session));
   if (waiting_.size() > 1) return;  // The timer is armed.
   timer_.expires_after(delay_);
   timer_.async_wait([this](beast::error_code ec) {
     if (ec) return;
-    std::vector<std::shared_ptr<WsSession>> due;
+    std::vector<std::shared_ptr<DelayedWriter>> due;
     due.swap(waiting_);
     for (const auto& session : due) session->WriteNow();
   });
@@ -668,7 +686,9 @@ Cursor ParseCursor(absl::string_view text) {
   return cursor;
 }
 
-class SseSession final : public Client, public std::enable_shared_from_this<SseSession> {
+class SseSession final : public Client,
+                         public DelayedWriter,
+                         public std::enable_shared_from_this<SseSession> {
  public:
   SseSession(EdgeContext& ctx, beast::tcp_stream&& stream, size_t shard, std::string id,
              uint64_t generation, std::vector<std::string> rooms, Cursor since)
@@ -721,7 +741,11 @@ class SseSession final : public Client, public std::enable_shared_from_this<SseS
       return;
     }
     if (frame->is_message) cursor_[frame->room] = frame->position;
-    AppendEvent(frame->json());
+    if (frame->is_message && rooms_.size() == 1 && !frame->sse_event.empty()) {
+      Append(frame->sse_event);  // Its cursor is this message's position.
+    } else {
+      AppendEvent(frame->json());
+    }
   }
 
   void Close(v1::DisconnectCode code, std::string reason) override {
@@ -801,6 +825,27 @@ class SseSession final : public Client, public std::enable_shared_from_this<SseS
     if (!open_ || done_) return;
     pending_.append(text.data(), text.size());
     ctx_.hub.counters().queued_bytes.fetch_add(text.size());
+    if (write_posted_ && pending_.size() >= kMaxBatchBytes) {
+      MaybeWrite();  // A full batch does not wait for the write delay.
+    } else {
+      ScheduleWrite();
+    }
+  }
+
+  // Like WsSession::ScheduleWrite: after the current handler, or after the
+  // write delay on a busy stream.
+  void ScheduleWrite() {
+    if (!header_written_ || writing_bytes_ > 0 || write_posted_ || done_) return;
+    write_posted_ = true;
+    if (ShouldDelay(ctx_.delayed_writes, pending_.size(), last_write_, write_delay_)) {
+      ctx_.delayed_writes[shard()]->Add(shared_from_this());
+    } else {
+      net::post(stream_.get_executor(), [self = shared_from_this()] { self->WriteNow(); });
+    }
+  }
+
+  void WriteNow() override {
+    write_posted_ = false;
     MaybeWrite();
   }
 
@@ -823,6 +868,7 @@ class SseSession final : public Client, public std::enable_shared_from_this<SseS
     writing_.swap(pending_);
     pending_.clear();
     writing_bytes_ = writing_.size();
+    last_write_ = std::chrono::steady_clock::now();
     stream_.expires_after(ToSteady(ctx_.options.write_timeout));
     net::async_write(stream_, net::buffer(writing_),
                      beast::bind_front_handler(&SseSession::OnWrite, shared_from_this()));
@@ -836,7 +882,11 @@ class SseSession final : public Client, public std::enable_shared_from_this<SseS
       Finish();
       return;
     }
-    MaybeWrite();
+    if (pending_.empty()) {
+      MaybeWrite();  // Ends the stream if closing.
+    } else {
+      ScheduleWrite();
+    }
   }
 
   // The client sends nothing after its request; a read completing (with
@@ -897,6 +947,9 @@ class SseSession final : public Client, public std::enable_shared_from_this<SseS
   std::string pending_;
   std::string writing_;
   size_t writing_bytes_ = 0;
+  bool write_posted_ = false;
+  const std::chrono::steady_clock::duration write_delay_ = ToSteady(ctx_.options.write_delay);
+  std::chrono::steady_clock::time_point last_write_;  // When the last write started.
   std::vector<std::string> joined_;
   char discard_[512];
 };

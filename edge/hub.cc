@@ -16,7 +16,7 @@ std::string RandomPrefix() {
   return absl::StrFormat("%08x", absl::Uniform<uint32_t>(gen));
 }
 
-FramePtr Encode(const v1::RoomEvent& event, bool with_protobuf) {
+FramePtr Encode(const v1::RoomEvent& event, bool with_protobuf, bool with_sse) {
   auto frame = std::make_shared<Frame>();
   if (event.has_message()) {
     const v1::Message& m = event.message();
@@ -24,6 +24,10 @@ FramePtr Encode(const v1::RoomEvent& event, bool with_protobuf) {
     frame->position = m.position();
     frame->is_message = true;
     frame->json_entry = BatchEntry(EncodeMessageFrame(m, Encoding::kJson), Encoding::kJson);
+    if (with_sse) {
+      frame->sse_event = absl::StrCat("id: ", m.room(), " ", m.position().epoch(), " ",
+                                      m.position().offset(), "\ndata: ", frame->json(), "\n\n");
+    }
     if (with_protobuf) {
       frame->protobuf_entry =
           BatchEntry(EncodeMessageFrame(m, Encoding::kProtobuf), Encoding::kProtobuf);
@@ -86,10 +90,11 @@ void Hub::Leave(Client& client, const std::string& room) {
 
 void Hub::OnEvents(const v1::EdgeEvents& events) {
   bool with_protobuf = counters_.binary_clients.load(std::memory_order_relaxed) > 0;
+  bool with_sse = counters_.sse_connections.load(std::memory_order_relaxed) > 0;
   auto frames = std::make_shared<std::vector<FramePtr>>();
   frames->reserve(events.events_size());
   for (const v1::RoomEvent& event : events.events())
-    frames->push_back(Encode(event, with_protobuf));
+    frames->push_back(Encode(event, with_protobuf, with_sse));
   for (auto& shard : shards_) {
     boost::asio::post(*shard->context, [this, s = shard.get(), frames] { Dispatch(*s, *frames); });
   }

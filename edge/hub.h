@@ -38,6 +38,11 @@ struct Frame {
   std::string json_entry;
   std::string protobuf_entry;
 
+  // For messages, while SSE streams are connected: the whole SSE event for
+  // a stream on this one room, its id: line the resume cursor
+  // "room epoch offset" (streams on several rooms build their own).
+  std::string sse_event;
+
   // The canonical JSON text alone.
   absl::string_view json() const { return absl::string_view(json_entry).substr(1); }
 };

@@ -26,7 +26,7 @@ ABSL_FLAG(uint64_t, max_queued_bytes, 1 << 20,
           "bytes queued per client before a slow-consumer close");
 ABSL_FLAG(absl::Duration, idle_timeout, absl::Seconds(30), "WebSocket ping/idle timeout");
 ABSL_FLAG(absl::Duration, write_delay, absl::Milliseconds(20),
-          "a busy WebSocket connection writes at most once per this (0: no limit)");
+          "a busy WebSocket or SSE connection writes at most once per this (0: no limit)");
 ABSL_FLAG(absl::Duration, sse_heartbeat, absl::Seconds(15), "SSE heartbeat comment interval");
 ABSL_FLAG(absl::Duration, sse_retry, absl::Seconds(2), "SSE retry: hint");
 ABSL_FLAG(std::vector<std::string>, allowed_origins, {},

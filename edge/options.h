@@ -49,7 +49,7 @@ struct EdgeOptions {
   absl::Duration handshake_timeout = absl::Seconds(10);
   // A write that makes no progress for this long means a dead peer.
   absl::Duration write_timeout = absl::Seconds(30);
-  // Write coalescing: a WebSocket connection that started a write less than
+  // Write coalescing: a WebSocket or SSE connection that started a write less than
   // this long ago waits until then for its next one, which then carries
   // everything queued meanwhile. A connection that was quiet that long
   // writes at once, so sparse traffic (a chat, a dashboard tick) gets no
