@@ -71,14 +71,40 @@ absl::Status ToStatus(const v1::Error& error) {
 // with this much waiting writes without waiting for the write delay.
 constexpr size_t kMaxBatchBytes = 64 * 1024;
 
-// A session whose next write may wait for the write delay.
+class DelayedWrites;
+struct EdgeContext;
+
+// Write scheduling shared by the WebSocket and SSE sessions: one write in
+// flight, and the next one started after the current handler finished or,
+// on a busy connection, after the write delay (EdgeOptions::write_delay).
 class DelayedWriter {
  public:
-  // Starts the write that waited (on the session's shard thread).
-  virtual void WriteNow() = 0;
+  // Starts the write that was scheduled (on the session's shard thread).
+  void WriteNow() {
+    write_posted_ = false;
+    Write();
+  }
 
  protected:
   ~DelayedWriter() = default;
+
+  // Writes what is queued, if no write is in flight.
+  virtual void Write() = 0;
+
+  // Schedules WriteNow() once: after the current handler, or, when the
+  // connection started a write less than the write delay ago and has less
+  // than a full batch (`queued` bytes) waiting, when the shard's write-delay
+  // timer fires. `self` is this session.
+  void ScheduleWrite(EdgeContext& ctx, size_t shard, const net::any_io_executor& executor,
+                     size_t queued, std::shared_ptr<DelayedWriter> self);
+
+  // A write started now.
+  void WriteStarted() { last_write_ = std::chrono::steady_clock::now(); }
+
+  bool write_posted_ = false;  // WriteNow() is scheduled.
+
+ private:
+  std::chrono::steady_clock::time_point last_write_;
 };
 
 // The write delay (EdgeOptions::write_delay) of one shard: sessions with
@@ -97,16 +123,6 @@ class DelayedWrites {
   std::vector<std::shared_ptr<DelayedWriter>> waiting_;
 };
 
-// Whether a session that last started a write at `last_write`, with
-// `queued` bytes waiting, should wait for the write delay: only a busy one
-// (it wrote less than the delay ago) with less than a full batch.
-bool ShouldDelay(const std::vector<std::unique_ptr<DelayedWrites>>& delayed, size_t queued,
-                 std::chrono::steady_clock::time_point last_write,
-                 std::chrono::steady_clock::duration delay) {
-  return !delayed.empty() && queued < kMaxBatchBytes &&
-         std::chrono::steady_clock::now() - last_write < delay;
-}
-
 struct EdgeContext {
   const EdgeOptions& options;
   Hub& hub;
@@ -115,6 +131,19 @@ struct EdgeContext {
   std::vector<std::unique_ptr<DelayedWrites>> delayed_writes;
   std::atomic<bool> shutting_down{false};
 };
+
+void DelayedWriter::ScheduleWrite(EdgeContext& ctx, size_t shard,
+                                  const net::any_io_executor& executor, size_t queued,
+                                  std::shared_ptr<DelayedWriter> self) {
+  if (write_posted_) return;
+  write_posted_ = true;
+  if (!ctx.delayed_writes.empty() && queued < kMaxBatchBytes &&
+      std::chrono::steady_clock::now() - last_write_ < ToSteady(ctx.options.write_delay)) {
+    ctx.delayed_writes[shard]->Add(std::move(self));
+  } else {
+    net::post(executor, [self = std::move(self)] { self->WriteNow(); });
+  }
+}
 
 // ---------------------------------------------------------------------------
 // CORS
@@ -499,19 +528,12 @@ class WsSession final : public Client,
   // started a write less than the write delay ago, after the write delay,
   // unless a full batch is waiting already.
   void ScheduleWrite() {
-    if (writing_ || write_posted_) return;
-    write_posted_ = true;
-    if (ShouldDelay(ctx_.delayed_writes, queued_bytes_, last_write_, write_delay_)) {
-      ctx_.delayed_writes[shard()]->Add(shared_from_this());
-    } else {
-      net::post(ws_.get_executor(), [self = shared_from_this()] { self->WriteNow(); });
-    }
+    if (writing_) return;
+    DelayedWriter::ScheduleWrite(ctx_, shard(), ws_.get_executor(), queued_bytes_,
+                                 shared_from_this());
   }
 
-  void WriteNow() override {
-    write_posted_ = false;
-    DoWrite();
-  }
+  void Write() override { DoWrite(); }
 
   void EnqueueOwned(absl::string_view frame) {
     auto entry = std::make_shared<const std::string>(BatchEntry(frame, encoding_));
@@ -564,7 +586,7 @@ class WsSession final : public Client,
     if (queue_.empty()) std::vector<Outbound>().swap(queue_);  // Idle: no capacity kept.
     queued_bytes_ -= bytes - write_buffer_.size();
     writing_ = true;
-    last_write_ = std::chrono::steady_clock::now();
+    WriteStarted();
     UpdateGauge();
     ws_.async_write(net::buffer(write_buffer_),
                     beast::bind_front_handler(&WsSession::OnWrite, shared_from_this()));
@@ -629,7 +651,6 @@ class WsSession final : public Client,
   bool close_sent_ = false;
   bool cleaned_ = false;
   bool writing_ = false;
-  bool write_posted_ = false;
   int bad_requests_ = 0;
   std::chrono::steady_clock::time_point bad_window_start_ = std::chrono::steady_clock::now();
   v1::DisconnectCode close_code_ = v1::GOING_AWAY;
@@ -638,10 +659,8 @@ class WsSession final : public Client,
   // both are short (queue_ is emptied by every write).
   std::vector<Outbound> queue_;  // Not yet written.
   std::string write_buffer_;     // The message in flight.
-  const std::chrono::steady_clock::duration write_delay_ = ToSteady(ctx_.options.write_delay);
-  std::chrono::steady_clock::time_point last_write_;  // When the last write started.
-  size_t queued_bytes_ = 0;                           // queue_ + write_buffer_.
-  size_t gauged_bytes_ = 0;  // This session's share of counters().queued_bytes.
+  size_t queued_bytes_ = 0;      // queue_ + write_buffer_.
+  size_t gauged_bytes_ = 0;      // This session's share of counters().queued_bytes.
   absl::flat_hash_set<std::string> joined_;
   absl::flat_hash_set<std::string> joining_;
   // Replies in request order.
@@ -835,19 +854,12 @@ class SseSession final : public Client,
   // Like WsSession::ScheduleWrite: after the current handler, or after the
   // write delay on a busy stream.
   void ScheduleWrite() {
-    if (!header_written_ || writing_bytes_ > 0 || write_posted_ || done_) return;
-    write_posted_ = true;
-    if (ShouldDelay(ctx_.delayed_writes, pending_.size(), last_write_, write_delay_)) {
-      ctx_.delayed_writes[shard()]->Add(shared_from_this());
-    } else {
-      net::post(stream_.get_executor(), [self = shared_from_this()] { self->WriteNow(); });
-    }
+    if (!header_written_ || writing_bytes_ > 0 || done_) return;
+    DelayedWriter::ScheduleWrite(ctx_, shard(), stream_.get_executor(), pending_.size(),
+                                 shared_from_this());
   }
 
-  void WriteNow() override {
-    write_posted_ = false;
-    MaybeWrite();
-  }
+  void Write() override { MaybeWrite(); }
 
   void OnHeader(beast::error_code ec, size_t) {
     if (ec) {
@@ -868,7 +880,7 @@ class SseSession final : public Client,
     writing_.swap(pending_);
     pending_.clear();
     writing_bytes_ = writing_.size();
-    last_write_ = std::chrono::steady_clock::now();
+    WriteStarted();
     stream_.expires_after(ToSteady(ctx_.options.write_timeout));
     net::async_write(stream_, net::buffer(writing_),
                      beast::bind_front_handler(&SseSession::OnWrite, shared_from_this()));
@@ -947,9 +959,6 @@ class SseSession final : public Client,
   std::string pending_;
   std::string writing_;
   size_t writing_bytes_ = 0;
-  bool write_posted_ = false;
-  const std::chrono::steady_clock::duration write_delay_ = ToSteady(ctx_.options.write_delay);
-  std::chrono::steady_clock::time_point last_write_;  // When the last write started.
   std::vector<std::string> joined_;
   char discard_[512];
 };
