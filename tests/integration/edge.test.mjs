@@ -36,6 +36,22 @@ describe("edge with one core", { timeout: 60000 }, () => {
     await b.close();
   });
 
+  test("a burst shares WebSocket messages (newline-separated frames), in order; newlines inside payload strings survive", async () => {
+    const c = await Client.open(edge);
+    await c.request({ join: { room: "burst" } });
+    const before = c.wsMessages;
+    const N = 50;
+    // Published at once: the edge's write delay (20 ms by default) coalesces them.
+    const results = await Promise.all(Array.from({ length: N }, (_, i) => publish(edge, "burst", { i, text: "a\nb" })));
+    assert.ok(results.every((r) => r.status === 200));
+    await waitFor(() => c.messages("burst").length === N, 5000, "every message");
+    const got = c.messages("burst");
+    assert.deepEqual(got.map((m) => Number(m.position.offset)), Array.from({ length: N }, (_, k) => k + 1));
+    assert.ok(got.every((m) => m.data.text === "a\nb"));
+    assert.ok(c.wsMessages - before < N, `${c.wsMessages - before} WebSocket messages for ${N} frames`);
+    await c.close();
+  });
+
   test("two hundred clients in one room all receive every message in order", async () => {
     const clients = await Promise.all(Array.from({ length: 200 }, () => Client.open(edge)));
     await Promise.all(clients.map((c) => c.request({ join: { room: "crowd" } })));
