@@ -123,6 +123,11 @@ class DelayedWrites {
   std::vector<std::shared_ptr<DelayedWriter>> waiting_;
 };
 
+// Replies to a connection's own requests may queue up to this many times
+// EdgeOptions::max_queued_bytes (room for a large resume) before the
+// connection counts as a slow consumer.
+constexpr size_t kReplyQueueFactor = 16;
+
 struct EdgeContext {
   const EdgeOptions& options;
   Hub& hub;
@@ -482,10 +487,23 @@ class WsSession final : public Client,
     FlushSlots();
   }
 
+  // Queues the replies that are ready, in request order. Replies are paced
+  // by the client's own requests, not by max_queued_bytes; but a client that
+  // keeps asking without reading would grow its queue without end, so past
+  // kReplyQueueFactor × max_queued_bytes it is closed as a slow consumer.
   void FlushSlots() {
     auto ready = slots_.begin();
     for (; ready != slots_.end() && ready->frames.has_value(); ++ready) {
-      for (const std::string& f : *ready->frames) EnqueueOwned(f);
+      for (const std::string& f : *ready->frames) {
+        if (queued_bytes_ + f.size() > kReplyQueueFactor * ctx_.options.max_queued_bytes) {
+          ctx_.hub.counters().slow_consumer_total.fetch_add(1);
+          DropPending();
+          slots_.clear();
+          Close(v1::SLOW_CONSUMER, "slow consumer: replies are not being read");
+          return;
+        }
+        EnqueueOwned(f);
+      }
     }
     slots_.erase(slots_.begin(), ready);
   }

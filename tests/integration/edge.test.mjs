@@ -400,6 +400,25 @@ describe("edge limits", { timeout: 60000 }, () => {
     await fast.close();
   });
 
+  test("a client that keeps requesting history without reading is closed as a slow consumer", async () => {
+    const c = await Client.open(edge);
+    await c.request({ join: { room: "hoard" } });
+    const big = "y".repeat(16 * 1024);
+    for (let i = 0; i < 100; i++) await publish(edge, "hoard", { i, big });
+    await waitFor(() => c.messages("hoard").length === 100, 10000, "the live messages");
+    const before = (await metrics(edge)).slow_consumer_total;
+    c.ws._socket.pause(); // Stop reading; every history reply is ~1.7 MB.
+    // 16 × max_queued_bytes (200 kB) = 3.2 MB, plus what the kernel buffers.
+    for (let i = 0; i < 40; i++) c.send({ id: 1000 + i, history: { room: "hoard", limit: 100 } });
+    await waitFor(async () => (await metrics(edge)).slow_consumer_total > before, 20000, "slow consumer counted");
+    c.ws._socket.resume();
+    const { code } = await c.closed;
+    assert.equal(code, 4001);
+    const disconnect = c.frames.find((f) => f.disconnect);
+    assert.equal(disconnect.disconnect.reason, "slow consumer: replies are not being read");
+    await waitFor(async () => (await metrics(edge)).queued_bytes === 0, 5000, "queue released");
+  });
+
   test("an SSE stream that stops reading is ended as a slow consumer; its cursor stays at what it got", async () => {
     const before = (await metrics(edge)).slow_consumer_total;
     const s = await openSse(edge, "room=sse-flood");
