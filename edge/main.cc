@@ -32,6 +32,9 @@ ABSL_FLAG(absl::Duration, sse_retry, absl::Seconds(2), "SSE retry: hint");
 ABSL_FLAG(std::vector<std::string>, allowed_origins, {},
           "comma-separated origins allowed cross-origin (same-origin is always allowed; * = any, "
           "without credentials)");
+ABSL_FLAG(absl::Duration, request_timeout, absl::Seconds(10),
+          "a browser request the core has not answered by then fails (DEADLINE_EXCEEDED) and "
+          "the client is told to reconnect (4000)");
 ABSL_FLAG(absl::Duration, shutdown_grace, absl::Seconds(3), "time to drain clients on SIGTERM");
 
 int main(int argc, char** argv) {
@@ -53,6 +56,7 @@ int main(int argc, char** argv) {
   options.idle_timeout = absl::GetFlag(FLAGS_idle_timeout);
   options.sse_heartbeat = absl::GetFlag(FLAGS_sse_heartbeat);
   options.write_delay = absl::GetFlag(FLAGS_write_delay);
+  options.request_timeout = absl::GetFlag(FLAGS_request_timeout);
   options.sse_retry = absl::GetFlag(FLAGS_sse_retry);
   options.allowed_origins = absl::GetFlag(FLAGS_allowed_origins);
   options.shutdown_grace = absl::GetFlag(FLAGS_shutdown_grace);

@@ -445,6 +445,30 @@ describe("edge limits", { timeout: 60000 }, () => {
 });
 
 describe("edge and a core restart", { timeout: 60000 }, () => {
+  test("a request the core does not answer in time fails with DEADLINE_EXCEEDED and the client is told to reconnect", async () => {
+    const core = await startCore();
+    const edge = await startEdge(core, ["--request_timeout=500ms"]);
+    try {
+      const c = await Client.open(edge);
+      await c.request({ join: { room: "stall" } });
+      core.proc.kill("SIGSTOP"); // The link stays up; the core just does not answer.
+      try {
+        c.send({ id: 7, publish: { room: "stall", data: 1 } });
+        const { code } = await c.closed;
+        assert.equal(code, 4000);
+        const error = c.frames.find((f) => f.id === "7");
+        assert.equal(error.error.code, 4, JSON.stringify(error)); // DEADLINE_EXCEEDED
+        assert.equal(c.frames.find((f) => f.disconnect).disconnect.code, "RECONNECT");
+      } finally {
+        core.proc.kill("SIGCONT");
+      }
+      await waitFor(async () => (await metrics(edge)).websocket_connections === 0, 5000, "client gone");
+    } finally {
+      await stopProcess(edge);
+      await stopProcess(core);
+    }
+  });
+
   test("clients are told to reconnect, the edge relinks, and resume says not recovered", async () => {
     let core = await startCore();
     const edge = await startEdge(core, ["--idle_timeout=5s"]);
