@@ -490,12 +490,14 @@ class WsSession final : public Client,
   // Queues the replies that are ready, in request order. Replies are paced
   // by the client's own requests, not by max_queued_bytes; but a client that
   // keeps asking without reading would grow its queue without end, so past
-  // kReplyQueueFactor × max_queued_bytes it is closed as a slow consumer.
+  // kReplyQueueFactor × max_queued_bytes it is closed as a slow consumer
+  // (a reply larger than that alone still goes out when nothing waits).
   void FlushSlots() {
     auto ready = slots_.begin();
     for (; ready != slots_.end() && ready->frames.has_value(); ++ready) {
       for (const std::string& f : *ready->frames) {
-        if (queued_bytes_ + f.size() > kReplyQueueFactor * ctx_.options.max_queued_bytes) {
+        if (queued_bytes_ > 0 &&
+            queued_bytes_ + f.size() > kReplyQueueFactor * ctx_.options.max_queued_bytes) {
           ctx_.hub.counters().slow_consumer_total.fetch_add(1);
           DropPending();
           slots_.clear();

@@ -771,8 +771,13 @@ export class Roomcast extends Emitter {
     };
     ws.onmessage = (ev) => {
       if (this._ws !== ws) return;
-      // One message carries one or more frames, separated by "\n".
-      if (typeof ev.data === "string") for (const text of ev.data.split("\n")) this._onFrame(text);
+      if (typeof ev.data !== "string") return;
+      // One message carries one or more frames, separated by "\n". A handler
+      // may close the client midway: the rest of the batch is then dropped.
+      for (const text of ev.data.split("\n")) {
+        if (this._ws !== ws) break;
+        this._onFrame(text);
+      }
     };
     ws.onerror = () => {}; // A close event follows.
     ws.onclose = (ev) => {
