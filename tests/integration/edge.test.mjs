@@ -419,6 +419,22 @@ describe("edge limits", { timeout: 60000 }, () => {
     await waitFor(async () => (await metrics(edge)).queued_bytes === 0, 5000, "queue released");
   });
 
+  test("a single reply larger than the reply cap still reaches a client that reads", async () => {
+    const small = await startEdge(core, ["--max_queued_bytes=50000"]); // Reply cap: 16 × 50 kB.
+    try {
+      const c = await Client.open(small);
+      const big = "z".repeat(16 * 1024);
+      for (let i = 0; i < 100; i++) await publish(small, "big-history", { i, big });
+      const r = await c.request({ history: { room: "big-history", limit: 100 } }); // ~1.7 MB
+      assert.deepEqual(r.reply.history.messages.map((m) => m.data.i), Array.from({ length: 100 }, (_, k) => k));
+      assert.equal(c.ws.readyState, c.ws.OPEN);
+      assert.ok(!c.frames.some((f) => f.disconnect));
+      await c.close();
+    } finally {
+      await stopProcess(small);
+    }
+  });
+
   test("an SSE stream that stops reading is ended as a slow consumer; its cursor stays at what it got", async () => {
     const before = (await metrics(edge)).slow_consumer_total;
     const s = await openSse(edge, "room=sse-flood");
