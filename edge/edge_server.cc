@@ -64,8 +64,6 @@ absl::Status ToStatus(const v1::Error& error) {
   return absl::Status(static_cast<absl::StatusCode>(error.code()), error.message());
 }
 
-// Everything the sessions share. Outlives them all (the server waits for
-// connections to drain before it is destroyed).
 // A write takes queued frames up to this size (at least one), so no
 // WebSocket message is much larger than this unless one frame is; a session
 // with this much waiting writes without waiting for the write delay.
@@ -91,10 +89,12 @@ class DelayedWriter {
   // Writes what is queued, if no write is in flight.
   virtual void Write() = 0;
 
-  // Schedules WriteNow() once: after the current handler, or, when the
-  // connection started a write less than the write delay ago and has less
-  // than a full batch (`queued` bytes) waiting, when the shard's write-delay
-  // timer fires. `self` is this session.
+  // Call when something was queued and no write is in flight. Schedules
+  // WriteNow() once: after the current handler, or, when the connection
+  // started a write less than the write delay ago and has less than a full
+  // batch (`queued` bytes) waiting, when the shard's write-delay timer fires.
+  // A full batch that finds a write scheduled is written at once. `self` is
+  // this session.
   void ScheduleWrite(EdgeContext& ctx, size_t shard, const net::any_io_executor& executor,
                      size_t queued, std::shared_ptr<DelayedWriter> self);
 
@@ -128,6 +128,8 @@ class DelayedWrites {
 // connection counts as a slow consumer.
 constexpr size_t kReplyQueueFactor = 16;
 
+// Everything the sessions share. Outlives them all (the server waits for
+// connections to drain before it is destroyed).
 struct EdgeContext {
   const EdgeOptions& options;
   Hub& hub;
@@ -140,7 +142,10 @@ struct EdgeContext {
 void DelayedWriter::ScheduleWrite(EdgeContext& ctx, size_t shard,
                                   const net::any_io_executor& executor, size_t queued,
                                   std::shared_ptr<DelayedWriter> self) {
-  if (write_posted_) return;
+  if (write_posted_) {
+    if (queued >= kMaxBatchBytes) Write();  // A full batch does not wait for the delay.
+    return;
+  }
   write_posted_ = true;
   if (!ctx.delayed_writes.empty() && queued < kMaxBatchBytes &&
       std::chrono::steady_clock::now() - last_write_ < ToSteady(ctx.options.write_delay)) {
@@ -537,10 +542,6 @@ class WsSession final : public Client,
     if (close_sent_ || !open_) return;
     queue_.push_back({std::move(owner), entry});
     queued_bytes_ += entry.size();
-    if (write_posted_ && !writing_ && queued_bytes_ >= kMaxBatchBytes) {
-      DoWrite();  // A full batch does not wait for the write delay.
-      return;
-    }
     ScheduleWrite();
   }
 
@@ -626,10 +627,8 @@ class WsSession final : public Client,
     }
     if (queue_.empty()) {
       DoWrite();  // Sends the close frame if closing.
-    } else if (!ctx_.delayed_writes.empty()) {
-      ScheduleWrite();
     } else {
-      DoWrite();
+      ScheduleWrite();
     }
   }
 
@@ -864,11 +863,7 @@ class SseSession final : public Client,
     if (!open_ || done_) return;
     pending_.append(text.data(), text.size());
     ctx_.hub.counters().queued_bytes.fetch_add(text.size());
-    if (write_posted_ && pending_.size() >= kMaxBatchBytes) {
-      MaybeWrite();  // A full batch does not wait for the write delay.
-    } else {
-      ScheduleWrite();
-    }
+    ScheduleWrite();
   }
 
   // Like WsSession::ScheduleWrite: after the current handler, or after the
