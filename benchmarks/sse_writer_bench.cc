@@ -1,32 +1,24 @@
 // Micro-benchmark of the edge's SSE event writer: the cost of formatting one
 // event "id: <cursor>\ndata: <json>\n\n" for a stream joined to 1 / 10 / 100
-// rooms.
-//
-// The SSE writer (Cursor, CursorText, AppendEvent in SseSession) lives in an
-// anonymous namespace inside edge/edge_server.cc, so it cannot be linked.
-// What follows is an equivalent reimplementation, copied from edge_server.cc
-// at the time of writing: on each delivered message the stream's cursor
-// entry for that room is updated (flat_hash_map<string, v1::Position>), and
-// the id line is rebuilt from every room of the stream ("room epoch offset"
-// joined by ','), then appended with the frame's JSON to the pending buffer.
-// If the edge's code changes this copy does not follow: the writer should be
-// extracted from edge_server.cc into a small library (see README).
+// rooms, with the functions SseSession uses (edge/codec.h: FormatSseCursor,
+// SseEvent). As SseSession does, each delivered message updates the
+// stream's cursor entry for its room, then the id line is rebuilt from every
+// room of the stream and appended with the frame's JSON to the pending
+// buffer. (A stream on one room appends an event the hub built once per
+// edge instead: that path is a plain append.)
 //
 // No I/O. Never asserts a speed; see benchmarks/README.md.
 #include <cstdint>
 #include <string>
 #include <vector>
 
-#include "absl/container/flat_hash_map.h"
 #include "absl/strings/str_cat.h"
-#include "absl/strings/str_join.h"
 #include "benchmark/benchmark.h"
+#include "edge/codec.h"
 #include "roomcast/v1/roomcast.pb.h"
 
 namespace roomcast::edge {
 namespace {
-
-using Cursor = absl::flat_hash_map<std::string, v1::Position>;
 
 class SseWriterModel {
  public:
@@ -42,27 +34,13 @@ class SseWriterModel {
   void Deliver(const std::string& room, const v1::Position& position, const std::string& json,
                bool with_id) {
     cursor_[room] = position;
-    if (with_id) {
-      pending_.append(absl::StrCat("id: ", CursorText(), "\ndata: ", json, "\n\n"));
-    } else {
-      pending_.append(absl::StrCat("data: ", json, "\n\n"));
-    }
+    pending_.append(SseEvent(with_id ? FormatSseCursor(rooms_, cursor_) : "", json));
     if (pending_.size() > (1 << 20)) pending_.clear();  // The socket write, not measured.
   }
 
  private:
-  std::string CursorText() const {
-    std::vector<std::string> entries;
-    for (const std::string& room : rooms_) {
-      auto it = cursor_.find(room);
-      if (it == cursor_.end()) continue;
-      entries.push_back(absl::StrCat(room, " ", it->second.epoch(), " ", it->second.offset()));
-    }
-    return absl::StrJoin(entries, ",");
-  }
-
   std::vector<std::string> rooms_;
-  Cursor cursor_;
+  SseCursor cursor_;
   std::string pending_;
 };
 

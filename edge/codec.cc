@@ -836,4 +836,37 @@ absl::StatusOr<std::vector<absl::string_view>> SplitBatch(absl::string_view mess
   return frames;
 }
 
+SseCursor ParseSseCursor(absl::string_view text) {
+  SseCursor cursor;
+  for (absl::string_view entry : absl::StrSplit(text, ',', absl::SkipWhitespace())) {
+    std::vector<absl::string_view> parts = absl::StrSplit(entry, ' ', absl::SkipEmpty());
+    uint64_t offset = 0;
+    if (parts.size() != 3 || !absl::SimpleAtoi(parts[2], &offset)) continue;
+    v1::Position& p = cursor[parts[0]];
+    p.set_epoch(std::string(parts[1]));
+    p.set_offset(offset);
+  }
+  return cursor;
+}
+
+std::string SseCursorEntry(absl::string_view room, const v1::Position& position) {
+  return absl::StrCat(room, " ", position.epoch(), " ", position.offset());
+}
+
+std::string FormatSseCursor(const std::vector<std::string>& rooms, const SseCursor& cursor) {
+  std::string out;
+  for (const std::string& room : rooms) {
+    auto it = cursor.find(room);
+    if (it == cursor.end()) continue;
+    if (!out.empty()) out.push_back(',');
+    absl::StrAppend(&out, SseCursorEntry(room, it->second));
+  }
+  return out;
+}
+
+std::string SseEvent(absl::string_view id, absl::string_view data) {
+  if (id.empty()) return absl::StrCat("data: ", data, "\n\n");
+  return absl::StrCat("id: ", id, "\ndata: ", data, "\n\n");
+}
+
 }  // namespace roomcast::edge

@@ -31,6 +31,7 @@
 #include <string>
 #include <vector>
 
+#include "absl/container/flat_hash_map.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
@@ -147,6 +148,27 @@ std::string BatchEntry(absl::string_view frame, Encoding encoding);
 // empty JSON entry.
 absl::StatusOr<std::vector<absl::string_view>> SplitBatch(absl::string_view message,
                                                           Encoding encoding);
+
+// SSE (docs/protocol.md §8). Every event's id: line is the stream's resume
+// cursor: "room epoch offset" per room, joined by ','. Room names contain
+// neither ' ' nor ','.
+using SseCursor = absl::flat_hash_map<std::string, v1::Position>;
+
+// The cursor of a Last-Event-ID (or lastEventId parameter). Entries that are
+// not "room epoch offset" are skipped: a bad cursor resumes nothing, it is
+// not an error.
+SseCursor ParseSseCursor(absl::string_view text);
+
+// The id: text for `rooms`, in that order; rooms with no position in
+// `cursor` are left out.
+std::string FormatSseCursor(const std::vector<std::string>& rooms, const SseCursor& cursor);
+
+// The cursor entry of one room: "room epoch offset".
+std::string SseCursorEntry(absl::string_view room, const v1::Position& position);
+
+// One SSE event: "id: <id>\ndata: <data>\n\n", without the id: line when `id`
+// is empty. `data` holds no line break (encoded frames never do).
+std::string SseEvent(absl::string_view id, absl::string_view data);
 
 }  // namespace roomcast::edge
 

@@ -18,7 +18,6 @@
 #include "absl/strings/ascii.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
-#include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
 #include "absl/synchronization/notification.h"
@@ -707,29 +706,12 @@ void DelayedWrites::Add(std::shared_ptr<DelayedWriter> session) {
 // SSE session
 // ---------------------------------------------------------------------------
 
-// The SSE resume cursor ("id:" line): "room epoch offset" per room, joined
-// by ','. Room names contain neither ' ' nor ','.
-using Cursor = absl::flat_hash_map<std::string, v1::Position>;
-
-Cursor ParseCursor(absl::string_view text) {
-  Cursor cursor;
-  for (absl::string_view entry : absl::StrSplit(text, ',', absl::SkipWhitespace())) {
-    std::vector<absl::string_view> parts = absl::StrSplit(entry, ' ', absl::SkipEmpty());
-    uint64_t offset = 0;
-    if (parts.size() != 3 || !absl::SimpleAtoi(parts[2], &offset)) continue;
-    v1::Position& p = cursor[parts[0]];
-    p.set_epoch(std::string(parts[1]));
-    p.set_offset(offset);
-  }
-  return cursor;
-}
-
 class SseSession final : public Client,
                          public DelayedWriter,
                          public std::enable_shared_from_this<SseSession> {
  public:
   SseSession(EdgeContext& ctx, beast::tcp_stream&& stream, size_t shard, std::string id,
-             uint64_t generation, std::vector<std::string> rooms, Cursor since)
+             uint64_t generation, std::vector<std::string> rooms, SseCursor since)
       : Client(std::move(id), shard),
         ctx_(ctx),
         stream_(std::move(stream)),
@@ -795,7 +777,7 @@ class SseSession final : public Client,
     d->set_reconnect(Reconnects(code));
     // No id line: the browser's Last-Event-ID stays at the last event it
     // really received (after a slow-consumer drop, not at dropped ones).
-    Append(absl::StrCat("data: ", EncodeServerFrame(frame, Encoding::kJson), "\n\n"));
+    Append(SseEvent("", EncodeServerFrame(frame, Encoding::kJson)));
     closing_ = true;  // The stream ends once this last event is written.
     MaybeWrite();
   }
@@ -845,18 +827,8 @@ class SseSession final : public Client,
     AppendEvent(EncodeServerFrame(frame, Encoding::kJson));
   }
 
-  std::string CursorText() const {
-    std::vector<std::string> entries;
-    for (const std::string& room : rooms_) {
-      auto it = cursor_.find(room);
-      if (it == cursor_.end()) continue;
-      entries.push_back(absl::StrCat(room, " ", it->second.epoch(), " ", it->second.offset()));
-    }
-    return absl::StrJoin(entries, ",");
-  }
-
   void AppendEvent(absl::string_view json) {
-    Append(absl::StrCat("id: ", CursorText(), "\ndata: ", json, "\n\n"));
+    Append(SseEvent(FormatSseCursor(rooms_, cursor_), json));
   }
 
   void Append(absl::string_view text) {
@@ -961,8 +933,8 @@ class SseSession final : public Client,
   beast::tcp_stream stream_;
   const uint64_t generation_;
   const std::vector<std::string> rooms_;
-  const Cursor since_;
-  Cursor cursor_;
+  const SseCursor since_;
+  SseCursor cursor_;
   net::steady_timer heartbeat_;
   http::response<http::empty_body> headers_;
   std::optional<http::response_serializer<http::empty_body>> serializer_;
@@ -1137,7 +1109,7 @@ class HttpSession final : public std::enable_shared_from_this<HttpSession> {
     stream_.expires_never();
     auto session =
         std::make_shared<SseSession>(ctx_, std::move(stream_), shard_, ctx_.hub.NewClientId(),
-                                     *generation, std::move(rooms), ParseCursor(last_event_id));
+                                     *generation, std::move(rooms), ParseSseCursor(last_event_id));
     session->Run(std::move(headers));
   }
 

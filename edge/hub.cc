@@ -25,8 +25,7 @@ FramePtr Encode(const v1::RoomEvent& event, bool with_protobuf, bool with_sse) {
     frame->is_message = true;
     frame->json_entry = BatchEntry(EncodeMessageFrame(m, Encoding::kJson), Encoding::kJson);
     if (with_sse) {
-      frame->sse_event = absl::StrCat("id: ", m.room(), " ", m.position().epoch(), " ",
-                                      m.position().offset(), "\ndata: ", frame->json(), "\n\n");
+      frame->sse_event = SseEvent(SseCursorEntry(m.room(), m.position()), frame->json());
     }
     if (with_protobuf) {
       frame->protobuf_entry =

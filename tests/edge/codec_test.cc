@@ -1069,5 +1069,32 @@ TEST_F(CodecTest, SplitBatchRejectsTruncatedAndEmptyEntries) {
   EXPECT_TRUE(SplitBatch("", Encoding::kProtobuf).ok());
 }
 
+TEST_F(CodecTest, SseCursorRoundTripsInRoomOrder) {
+  SseCursor cursor;
+  cursor["b"].set_epoch("e2");
+  cursor["b"].set_offset(7);
+  cursor["a"].set_epoch("e1");
+  cursor["a"].set_offset(0);
+  const std::string text = FormatSseCursor({"a", "b", "not-joined"}, cursor);
+  EXPECT_EQ(text, "a e1 0,b e2 7");
+  SseCursor parsed = ParseSseCursor(text);
+  ASSERT_EQ(parsed.size(), 2u);
+  EXPECT_EQ(parsed["b"].epoch(), "e2");
+  EXPECT_EQ(parsed["b"].offset(), 7u);
+  EXPECT_EQ(SseCursorEntry("b", cursor["b"]), "b e2 7");
+}
+
+TEST_F(CodecTest, SseCursorSkipsMalformedEntries) {
+  SseCursor parsed = ParseSseCursor("a e1 x, b e2, c e3 4 5,,d e4 9 ,garbage");
+  ASSERT_EQ(parsed.size(), 1u);
+  EXPECT_EQ(parsed["d"].offset(), 9u);
+  EXPECT_TRUE(ParseSseCursor("").empty());
+}
+
+TEST_F(CodecTest, SseEventHasAnIdLineOnlyWithACursor) {
+  EXPECT_EQ(SseEvent("a e1 3", R"({"x":1})"), "id: a e1 3\ndata: {\"x\":1}\n\n");
+  EXPECT_EQ(SseEvent("", R"({"x":1})"), "data: {\"x\":1}\n\n");
+}
+
 }  // namespace
 }  // namespace roomcast::edge
