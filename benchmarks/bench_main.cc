@@ -352,6 +352,8 @@ std::pair<std::string, std::string> SplitHostPort(const std::string& address, co
 // ---------------------------------------------------------------------------
 
 struct PublishOutcome {
+  explicit PublishOutcome(size_t rooms) : first(rooms, 0), last(rooms, 0) {}
+
   uint64_t sent = 0;
   uint64_t acked = 0;
   uint64_t errors = 0;
@@ -364,6 +366,17 @@ struct PublishOutcome {
 // {"t":<ns>,"pad":"xxx"}, about `payload_bytes` long.
 std::string Payload(int64_t t, int payload_bytes, const std::string& pad) {
   return absl::StrCat(R"({"t":)", t, R"(,"pad":")", pad, R"("})");
+}
+
+// The payload of the generic and nats targets, sent now: they carry their
+// own sequence number per room.
+std::string GenericPayload(uint64_t seq, const std::string& pad) {
+  return absl::StrCat(R"({"bench_t":)", NowNs(), R"(,"bench_seq":)", seq, R"(,"pad":")", pad,
+                      R"("})");
+}
+
+void SleepUntil(int64_t ns) {
+  while (NowNs() < ns) std::this_thread::sleep_for(std::chrono::nanoseconds(ns - NowNs()));
 }
 
 // Records one publish result for room `room`.
@@ -401,20 +414,15 @@ PublishOutcome PublishHttp(HttpPoster& poster, const Flags& f,
                            const std::vector<std::string>& rooms,
                            const std::vector<uint64_t>& next_seq, double rate_per_room,
                            int64_t start_ns, int64_t end_ns) {
-  PublishOutcome out;
-  out.first.assign(rooms.size(), 0);
-  out.last.assign(rooms.size(), 0);
+  PublishOutcome out(rooms.size());
   std::vector<uint64_t> seq_of = next_seq;
   const std::string pad(std::max(0, f.payload - 45), 'x');
   const double total_rate = rate_per_room * static_cast<double>(rooms.size());
-  while (NowNs() < start_ns) {
-    std::this_thread::sleep_for(std::chrono::nanoseconds(start_ns - NowNs()));
-  }
+  SleepUntil(start_ns);
   for (uint64_t n = 0; WaitForTurn(n, total_rate, start_ns, end_ns); ++n) {
     const size_t room = n % rooms.size();
     const uint64_t seq = seq_of[room]++;
-    const std::string payload = absl::StrCat(R"({"bench_t":)", NowNs(), R"(,"bench_seq":)", seq,
-                                             R"(,"pad":")", pad, R"("})");
+    const std::string payload = GenericPayload(seq, pad);
     const std::string body =
         absl::StrReplaceAll(f.publish_body, {{"{room}", rooms[room]}, {"{payload}", payload}});
     std::string error;
@@ -440,21 +448,16 @@ PublishOutcome PublishNats(NatsPublisher& nats, const Flags& f,
                            const std::vector<std::string>& rooms,
                            const std::vector<uint64_t>& next_seq, double rate_per_room,
                            int64_t start_ns, int64_t end_ns) {
-  PublishOutcome out;
-  out.first.assign(rooms.size(), 0);
-  out.last.assign(rooms.size(), 0);
+  PublishOutcome out(rooms.size());
   const std::string pad(std::max(0, f.payload - 45), 'x');
   const double total_rate = rate_per_room * static_cast<double>(rooms.size());
-  while (NowNs() < start_ns) {
-    std::this_thread::sleep_for(std::chrono::nanoseconds(start_ns - NowNs()));
-  }
+  SleepUntil(start_ns);
   const uint64_t base = nats.published();
   uint64_t n = 0;
   for (; WaitForTurn(n, total_rate, start_ns, end_ns); ++n) {
     const size_t room = n % rooms.size();
     const uint64_t seq = next_seq[room] + n / rooms.size();
-    const std::string payload = absl::StrCat(R"({"bench_t":)", NowNs(), R"(,"bench_seq":)", seq,
-                                             R"(,"pad":")", pad, R"("})");
+    const std::string payload = GenericPayload(seq, pad);
     // Write now unless the next message is due already (rate 0, or late).
     const bool next_due =
         total_rate <= 0 ||
@@ -491,14 +494,10 @@ PublishOutcome PublishNats(NatsPublisher& nats, const Flags& f,
 PublishOutcome PublishUnary(v1::Rooms::Stub& stub, const std::vector<std::string>& rooms,
                             double rate_per_room, int64_t start_ns, int64_t end_ns,
                             int payload_bytes) {
-  PublishOutcome out;
-  out.first.assign(rooms.size(), 0);
-  out.last.assign(rooms.size(), 0);
+  PublishOutcome out(rooms.size());
   const std::string pad(std::max(0, payload_bytes - 30), 'x');
   const double total_rate = rate_per_room * static_cast<double>(rooms.size());
-  while (NowNs() < start_ns) {
-    std::this_thread::sleep_for(std::chrono::nanoseconds(start_ns - NowNs()));
-  }
+  SleepUntil(start_ns);
   v1::PublishRequest request;
   for (uint64_t seq = 0; WaitForTurn(seq, total_rate, start_ns, end_ns); ++seq) {
     const size_t room = seq % rooms.size();
@@ -526,9 +525,7 @@ PublishOutcome PublishUnary(v1::Rooms::Stub& stub, const std::vector<std::string
 // as the stream's flow control allows.
 PublishOutcome Publish(v1::Rooms::Stub& stub, const std::vector<std::string>& rooms,
                        double rate_per_room, int64_t start_ns, int64_t end_ns, int payload_bytes) {
-  PublishOutcome out;
-  out.first.assign(rooms.size(), 0);
-  out.last.assign(rooms.size(), 0);
+  PublishOutcome out(rooms.size());
   const std::string pad(std::max(0, payload_bytes - 30), 'x');
   grpc::ClientContext ctx;
   // Hard stop: a core that stops reading cannot hold the harness forever.
@@ -541,9 +538,7 @@ PublishOutcome Publish(v1::Rooms::Stub& stub, const std::vector<std::string>& ro
     while (stream->Read(&ack)) Account(out, (ack.id() - 1) % rooms.size(), ack);
   });
   const double total_rate = rate_per_room * static_cast<double>(rooms.size());
-  while (NowNs() < start_ns) {
-    std::this_thread::sleep_for(std::chrono::nanoseconds(start_ns - NowNs()));
-  }
+  SleepUntil(start_ns);
   v1::PublishRequest request;
   for (uint64_t seq = 0; WaitForTurn(seq, total_rate, start_ns, end_ns); ++seq) {
     request.set_id(seq + 1);
@@ -628,15 +623,14 @@ class Runner {
     const int64_t end = measure_from + absl::ToInt64Nanoseconds(duration);
     pool_.BeginStep(published_upto_, measure_from);
     s.subscribers = pool_.open();
-    PublishOutcome p;
+    PublishOutcome p(rooms_.size());
+    // The generic and nats targets number their messages themselves.
+    std::vector<uint64_t> next_seq = published_upto_;
+    for (uint64_t& seq : next_seq) ++seq;
     std::thread publisher([&] {
       if (poster_ != nullptr) {
-        std::vector<uint64_t> next_seq = published_upto_;
-        for (uint64_t& seq : next_seq) ++seq;
         p = PublishHttp(*poster_, flags_, rooms_, next_seq, rate, start, end);
       } else if (nats_ != nullptr) {
-        std::vector<uint64_t> next_seq = published_upto_;
-        for (uint64_t& seq : next_seq) ++seq;
         p = PublishNats(*nats_, flags_, rooms_, next_seq, rate, start, end);
       } else if (flags_.publish == "unary") {
         p = PublishUnary(*stub_, rooms_, rate, start, end, flags_.payload);
