@@ -280,7 +280,8 @@ describe("edge timeouts, rate limits and binary frames", { timeout: 60000 }, () 
   let core, edge;
   before(async () => {
     core = await startCore();
-    edge = await startEdge(core, ["--idle_timeout=1s", "--sse_heartbeat=200ms", "--rate_limit=5", "--rate_burst=5", "--max_bad_requests=100"]);
+    // --write_delay=0: this suite covers writes without coalescing.
+    edge = await startEdge(core, ["--idle_timeout=1s", "--sse_heartbeat=200ms", "--rate_limit=5", "--rate_burst=5", "--max_bad_requests=100", "--write_delay=0"]);
   });
   after(async () => {
     await stopProcess(edge);
@@ -417,6 +418,26 @@ describe("edge limits", { timeout: 60000 }, () => {
     const disconnect = c.frames.find((f) => f.disconnect);
     assert.equal(disconnect.disconnect.reason, "slow consumer: replies are not being read");
     await waitFor(async () => (await metrics(edge)).queued_bytes === 0, 5000, "queue released");
+  });
+
+  test("a backlog goes out in WebSocket messages of at most 64 KiB of frames", async () => {
+    const roomy = await startEdge(core, ["--max_queued_bytes=100000000"]);
+    try {
+      const c = await Client.open(roomy);
+      await c.request({ join: { room: "backlog" } });
+      c.ws._socket.pause(); // More than the kernel's buffers hold: the edge's queue grows.
+      const big = "b".repeat(16 * 1024);
+      const N = 800;
+      for (let i = 0; i < N; i++) await publish(roomy, "backlog", { i, big });
+      c.ws._socket.resume();
+      await waitFor(() => c.messages("backlog").length === N, 20000, "the whole backlog");
+      assert.deepEqual(c.messages("backlog").map((m) => m.data.i), Array.from({ length: N }, (_, k) => k));
+      assert.ok(c.largestMessage <= 64 * 1024, `largest message ${c.largestMessage} bytes`);
+      assert.ok(c.wsMessages > N / 4, `${c.wsMessages} messages`); // Several frames each, not all in one.
+      await c.close();
+    } finally {
+      await stopProcess(roomy);
+    }
   });
 
   test("a single reply larger than the reply cap still reaches a client that reads", async () => {

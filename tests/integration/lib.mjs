@@ -132,8 +132,10 @@ export class Client {
     c.frames = [];
     c.closed = new Promise((resolve) => c.ws.on("close", (code, reason) => resolve({ code, reason: reason.toString() })));
     c.wsMessages = 0; // WebSocket messages; each carries one or more frames.
+    c.largestMessage = 0; // Bytes.
     c.ws.on("message", (data, isBinary) => {
       c.wsMessages++;
+      c.largestMessage = Math.max(c.largestMessage, data.length);
       for (const frame of splitBatch(data, isBinary)) c.frames.push(isBinary ? frame : JSON.parse(frame));
     });
     c.ws.on("error", () => {});
