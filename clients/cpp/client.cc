@@ -1,4 +1,4 @@
-#include "clients/cpp/client.h"
+#include "roomcast/client.h"
 
 #include <algorithm>
 #include <chrono>

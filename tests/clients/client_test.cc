@@ -3,7 +3,7 @@
 // reconnect and resume across a server-side disconnect, a dropped TCP
 // connection (through a proxy the test can cut), a slow consumer, and a core
 // restart (where the epoch changes and the client must say recovered: false).
-#include "clients/cpp/client.h"
+#include "roomcast/client.h"
 
 #include <arpa/inet.h>
 #include <netinet/in.h>

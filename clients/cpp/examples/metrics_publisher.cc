@@ -29,7 +29,7 @@
 #include "absl/strings/str_format.h"
 #include "absl/synchronization/notification.h"
 #include "absl/time/clock.h"
-#include "clients/cpp/client.h"
+#include "roomcast/client.h"
 
 ABSL_FLAG(std::string, core, "127.0.0.1:50051", "the core's gRPC address");
 ABSL_FLAG(std::string, room, "metrics", "room the metrics are published to");
