@@ -1061,7 +1061,7 @@ TEST_F(CodecTest, BinaryBatchIsLengthPrefixedFrames) {
 }
 
 TEST_F(CodecTest, SplitBatchRejectsTruncatedAndEmptyEntries) {
-  EXPECT_THAT(SplitBatch("\x05abc", Encoding::kProtobuf).status().message(),
+  EXPECT_THAT(SplitBatch("\x05" "abc", Encoding::kProtobuf).status().message(),
               HasSubstr("truncated frame"));
   EXPECT_THAT(SplitBatch("\x80", Encoding::kProtobuf).status().message(),
               HasSubstr("truncated frame length"));
