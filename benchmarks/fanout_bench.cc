@@ -7,6 +7,7 @@
 // No I/O, no gRPC. Never asserts a speed; see benchmarks/README.md.
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -16,6 +17,7 @@
 #include "core/clock.h"
 #include "core/memory_broker.h"
 #include "core/options.h"
+#include "core/policy.h"
 
 namespace roomcast::core {
 namespace {
@@ -47,13 +49,16 @@ void BM_PublishFanout(benchmark::State& state) {
   const size_t payload_bytes = static_cast<size_t>(state.range(1));
   EngineOptions options;
   options.default_namespace.presence = false;
-  MemoryBroker broker(options, Clock::Real());
+  Policy policy(options);
+  MemoryBroker broker(&policy, Clock::Real());
   std::vector<std::unique_ptr<Fake>> subscribers;
   subscribers.reserve(num_subscribers);
   for (int i = 0; i < num_subscribers; ++i) {
     subscribers.push_back(std::make_unique<Fake>());
-    absl::Status status =
-        broker.Join("bench", nullptr, subscribers.back().get(), nullptr, [](const JoinResult&) {});
+    absl::Status status;
+    broker.Join(
+        JoinArgs{"bench", std::nullopt, std::nullopt}, subscribers.back().get(),
+        [](const JoinResult&) {}, [&status](absl::Status s) { status = std::move(s); });
     if (!status.ok()) {
       state.SkipWithError(std::string(status.message()).c_str());
       return;
@@ -61,13 +66,15 @@ void BM_PublishFanout(benchmark::State& state) {
   }
   const std::string payload(payload_bytes, 'x');
   for (auto _ : state) {
-    auto position = broker.Publish("bench", payload, nullptr);
-    benchmark::DoNotOptimize(position);
+    broker.Publish(PublishArgs{"bench", payload, std::nullopt},
+                   [](absl::StatusOr<v1::Position> p) { benchmark::DoNotOptimize(p); });
   }
   state.SetItemsProcessed(state.iterations() * num_subscribers);  // deliveries
   state.counters["msgs/s"] =
       benchmark::Counter(static_cast<double>(state.iterations()), benchmark::Counter::kIsRate);
-  for (const auto& s : subscribers) broker.Leave("bench", s.get(), "");
+  for (const auto& s : subscribers) {
+    broker.Leave(LeaveArgs{"bench", ""}, s.get(), [](absl::Status) {});
+  }
 }
 
 BENCHMARK_TEMPLATE(BM_PublishFanout, CountingSubscriber)

@@ -1,7 +1,8 @@
 // Broker: where rooms live. The services (Rooms, EdgeLink) talk only to this
-// interface. MemoryBroker (memory_broker.h) keeps everything in this process
-// and is the default; a NATS JetStream broker lets several core nodes share
-// rooms through the same interface.
+// interface, and only through the Policy (policy.h) for what is allowed.
+// MemoryBroker (memory_broker.h) keeps everything in this process and is the
+// default; a NATS JetStream broker lets several core nodes share rooms
+// through the same interface. broker_factory.h picks one by name.
 //
 // Semantics every implementation keeps (docs/protocol.md):
 //   * each room has one order: offsets +1 per message, no gaps, one epoch per
@@ -10,38 +11,41 @@
 //     recovered = false;
 //   * events reach subscribers through Subscriber::OnEvent, never with I/O
 //     under a broker lock.
+//
+// Asynchrony: every operation returns at once and completes through its
+// callback, which runs exactly once: inline before the call returns (the
+// memory broker) or later on a broker thread (a network broker). A caller
+// must therefore never hold its own locks across a broker call, and a
+// completion must take what it needs by value or keep its owner alive.
+// Completions (`done`) run without broker locks held and may call the broker
+// again. The one exception is Join's `on_joined`, see there.
+//
+// Order: operations naming the same subscriber and room take effect in the
+// order they were called (a Leave after a Join undoes that Join even if the
+// Join has not completed yet).
+//
+// Errors: absl::Status with canonical codes (listed per operation); a
+// network broker adds UNAVAILABLE / DEADLINE_EXCEEDED when it cannot reach
+// its store. Threads: every method may be called from any thread.
 #ifndef ROOMCAST_CORE_BROKER_H_
 #define ROOMCAST_CORE_BROKER_H_
 
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
-#include "absl/functional/function_ref.h"
+#include "absl/functional/any_invocable.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
-#include "absl/strings/string_view.h"
+#include "core/room_event.h"
 #include "roomcast/v1/roomcast.pb.h"
 
 namespace roomcast::core {
 
-// An immutable event shared by every recipient: built once per publish.
-using RoomEventPtr = std::shared_ptr<const v1::RoomEvent>;
-
-// Receives a room's live events. Implemented by a Subscribe stream and an
-// edge link. OnEvent is called with broker locks held, from the publishing
-// thread, in room order; it must not block and must not call back into the
-// broker. It takes a copy of the pointer if it keeps the event (typically
-// into a bounded queue; overflowing it is the subscriber's own business).
-class Subscriber {
- public:
-  virtual ~Subscriber() = default;
-  virtual void OnEvent(const RoomEventPtr& event) = 0;
-};
-
-// What Join saw, handed to the caller under the room lock so that it is
-// ordered before any later event of the room.
+// What Join saw, handed to `on_joined` so that it is ordered before any
+// later event of the room.
 struct JoinResult {
   // Every message after `since` was replayed (true when no `since`).
   bool recovered = true;
@@ -70,52 +74,96 @@ struct BrokerStats {
   uint64_t messages_published_total = 0;
 };
 
+struct PublishArgs {
+  std::string room;
+  std::string data;
+  std::optional<v1::ClientInfo> publisher;
+};
+
+struct JoinArgs {
+  std::string room;
+  // Resume after this position (replay), or join at the live end.
+  std::optional<v1::Position> since;
+  // When set and the namespace has presence, the member to add (a JOIN
+  // event is published, to the joining subscriber too).
+  std::optional<v1::ClientInfo> member;
+};
+
+struct LeaveArgs {
+  std::string room;
+  // When non-empty, this member leaves presence (a LEAVE event is published).
+  std::string member_client_id;
+};
+
+struct HistoryArgs {
+  std::string room;
+  std::optional<v1::Position> since;
+  // 0 means the Policy's maximum.
+  uint32_t limit = 0;
+  bool reverse = false;
+};
+
+template <class T>
+using Completion = absl::AnyInvocable<void(T) &&>;
+using JoinedCallback = absl::AnyInvocable<void(const JoinResult&) &&>;
+
 class Broker {
  public:
   virtual ~Broker() = default;
 
-  // Appends a message to `room` (created on first use) and fans it out.
-  // Errors: INVALID_ARGUMENT (name, payload size), RESOURCE_EXHAUSTED (too
-  // many rooms).
-  virtual absl::StatusOr<v1::Position> Publish(absl::string_view room, std::string data,
-                                               const v1::ClientInfo* publisher) = 0;
+  // Starts the broker's own maintenance (sweeping, connections). Called once
+  // before the first operation by its owner; errors stop the process start.
+  virtual absl::Status Start() = 0;
+  // Stops maintenance; blocks until its threads are gone. Idempotent.
+  // Operations after Stop still complete (possibly with UNAVAILABLE).
+  virtual void Stop() = 0;
+  // Runs one full round of maintenance now and returns when it is done
+  // (tests with a fake clock; the broker also maintains itself).
+  virtual void MaintainNow() = 0;
 
-  // Subscribes `subscriber` to `room`. Joins are counted: a subscriber joined
-  // N times stays subscribed until N Leaves (an edge joins once per client).
-  // With `since`, replays the messages after it. `on_joined` runs exactly
-  // once on success, under the room lock, before any later event of the room
-  // reaches `subscriber`; it must not block or call into the broker.
-  // When `member` is set and the namespace has presence, it becomes a member
-  // and a JOIN event is published (to `subscriber` too).
+  // Appends a message to `room` (created on first use) and fans it out;
+  // completes with its position. Errors: INVALID_ARGUMENT (name, payload
+  // size, as the Policy says), RESOURCE_EXHAUSTED (too many rooms).
+  virtual void Publish(PublishArgs args, Completion<absl::StatusOr<v1::Position>> done) = 0;
+
+  // Subscribes `subscriber` to the room. Joins are counted: a subscriber
+  // joined N times stays subscribed until N Leaves. With `since`, replays
+  // the messages after it.
+  //
+  // On success `on_joined` runs exactly once, before any later event of the
+  // room reaches `subscriber` (the memory broker runs it under the room
+  // lock; a network broker runs it on the thread that delivers the room's
+  // events, before delivering the next one). It must not block and must not
+  // call the broker. Then `done` runs exactly once, with OK after
+  // `on_joined` or with the error (and no `on_joined`); `done` may call the
+  // broker. `subscriber` must stay alive until the Leave that undoes the
+  // join has completed (or until `done` reports an error).
   // Errors: INVALID_ARGUMENT, OUT_OF_RANGE (since.offset past the room's
   // last offset in the same epoch), RESOURCE_EXHAUSTED.
-  virtual absl::Status Join(absl::string_view room, const v1::Position* since,
-                            Subscriber* subscriber, const v1::ClientInfo* member,
-                            absl::FunctionRef<void(const JoinResult&)> on_joined) = 0;
+  virtual void Join(JoinArgs args, Subscriber* subscriber, JoinedCallback on_joined,
+                    Completion<absl::Status> done) = 0;
 
-  // Undoes one Join. When `member_client_id` is non-empty that member leaves
-  // presence (a LEAVE event is published). Unknown rooms or subscribers are
-  // ignored: leaving is idempotent so that cleanup paths can always call it.
-  virtual void Leave(absl::string_view room, Subscriber* subscriber,
-                     absl::string_view member_client_id) = 0;
+  // Undoes one Join of `subscriber`. Once `done` ran the broker does not call
+  // `subscriber` for that join any more. Unknown rooms or subscribers are
+  // ignored: leaving is idempotent so that cleanup paths can always call it,
+  // but a Leave must only undo a Join that succeeded (counts are shared).
+  virtual void Leave(LeaveArgs args, Subscriber* subscriber, Completion<absl::Status> done) = 0;
 
   // Errors: INVALID_ARGUMENT; FAILED_PRECONDITION when `since` is from
   // another epoch; OUT_OF_RANGE past the last offset. An unknown room has an
   // empty history at offset 0.
-  virtual absl::StatusOr<HistoryResult> History(absl::string_view room, const v1::Position* since,
-                                                uint32_t limit, bool reverse) = 0;
+  virtual void History(HistoryArgs args, Completion<absl::StatusOr<HistoryResult>> done) = 0;
 
   // Members ordered by client_id. FAILED_PRECONDITION when the namespace has
   // presence off.
-  virtual absl::StatusOr<std::vector<v1::ClientInfo>> Presence(absl::string_view room) = 0;
+  virtual void Presence(std::string room,
+                        Completion<absl::StatusOr<std::vector<v1::ClientInfo>>> done) = 0;
 
-  virtual std::vector<RoomSummary> ListRooms(absl::string_view prefix) = 0;
+  // Rooms whose name starts with `prefix`, ordered by name.
+  virtual void ListRooms(std::string prefix,
+                         Completion<absl::StatusOr<std::vector<RoomSummary>>> done) = 0;
 
-  virtual BrokerStats Stats() = 0;
-
-  // Whether browser clients may publish to `room` (namespace option). Also
-  // validates the name.
-  virtual absl::Status CheckClientPublish(absl::string_view room) = 0;
+  virtual void Stats(Completion<BrokerStats> done) = 0;
 };
 
 }  // namespace roomcast::core

@@ -4,26 +4,50 @@
 // client or the whole edge goes away). The edge is subscribed to a room once
 // per joined client (the broker counts joins) and receives each room event
 // once, batched with its neighbours into EdgeEvents.
-#include <cstdio>
+//
+// Requests go to the broker without any lock held and are answered from its
+// completions, so one edge's requests do not wait for each other. A join
+// that is still pending when its client leaves (or the link ends) is undone
+// from its own completion once the broker says it succeeded: a Leave must
+// only undo a Join that succeeded.
 #include <string>
 #include <utility>
 #include <variant>
+#include <vector>
 
 #include "absl/container/flat_hash_map.h"
-#include "absl/container/flat_hash_set.h"
 #include "absl/strings/str_cat.h"
 #include "core/grpc_status.h"
 #include "core/services.h"
+#include "spdlog/spdlog.h"
 
 namespace roomcast::core {
 namespace {
 
-// Most events batched into one CoreToEdge write; keeps one write bounded.
-constexpr size_t kMaxEventsPerBatch = 512;
+using Item = std::variant<RoomEventPtr, v1::CoreToEdge>;
+
+// One room a client joined (or is joining).
+struct RoomJoin {
+  // Tells a join's completion whether the entry is still its own (the
+  // client may have left and joined the same room again meanwhile).
+  uint64_t join_id = 0;
+  bool joined = false;
+};
+
+struct Client {
+  v1::ClientInfo info;
+  absl::flat_hash_map<std::string, RoomJoin> rooms;
+};
+
+// A broker Leave to issue once the state lock is released.
+struct PendingLeave {
+  std::string room;
+  std::string client_id;
+};
 
 class EdgeLinkReactor final
-    : public QueuedWriter<grpc::ServerBidiReactor<v1::EdgeToCore, v1::CoreToEdge>,
-                          std::variant<RoomEventPtr, v1::CoreToEdge>, v1::CoreToEdge>,
+    : public QueuedWriter<grpc::ServerBidiReactor<v1::EdgeToCore, v1::CoreToEdge>, Item,
+                          v1::CoreToEdge>,
       public Subscriber,
       public Connection {
  public:
@@ -37,7 +61,7 @@ class EdgeLinkReactor final
     StartWriting();
   }
 
-  void OnEvent(const RoomEventPtr& event) override { Enqueue(event, QueuedBytes(*event)); }
+  void OnEvent(const RoomEventPtr& event) override { Enqueue(event, event->QueuedBytes()); }
 
   void OnReadDone(bool ok) override {
     if (!ok) {  // The edge closed its side: it is going away.
@@ -45,35 +69,24 @@ class EdgeLinkReactor final
       return;
     }
     if (absl::Status s = Handle(in_); !s.ok()) {
+      spdlog::warn("edge link protocol error edge={} error={}", edge_name_, s.ToString());
       FinishOnce(ToGrpcStatus(s), false);
       return;
     }
     StartRead(&in_);
   }
 
+  // Called by the registry with its lock held; the Leaves it issues do not
+  // block (Broker contract).
   uint32_t Disconnect(const v1::DisconnectRequest& request) override {
     v1::DisconnectCode code = request.code();
     if (code == v1::DISCONNECT_CODE_UNSPECIFIED) {
       code = request.reconnect() ? v1::SERVER_RECONNECT : v1::DISCONNECTED;
     }
-    absl::MutexLock lock(&state_mu_);
-    std::vector<std::string> matched;
-    for (const auto& [id, client] : clients_) {
-      if (request.client_id().empty() ? client.info.user_id() == request.user_id()
-                                      : id == request.client_id()) {
-        matched.push_back(id);
-      }
-    }
-    for (const std::string& id : matched) {
-      v1::CoreToEdge out;
-      v1::DisconnectClient* d = out.mutable_disconnect();
-      d->set_client_id(id);
-      d->set_code(code);
-      d->set_reason(request.reason());
-      Enqueue(std::move(out), 64 + request.reason().size());
-      RemoveClientLocked(id);
-    }
-    return static_cast<uint32_t>(matched.size());
+    std::vector<PendingLeave> leaves;
+    uint32_t matched = DisconnectMatching(request, code, leaves);
+    IssueLeaves(std::move(leaves));
+    return matched;
   }
 
   void Shutdown() override {
@@ -91,37 +104,30 @@ class EdgeLinkReactor final
 
   void OnDone() override {
     context_->registry->Remove(this);
-    size_t clients = 0;
-    {
-      absl::MutexLock lock(&state_mu_);
-      clients = clients_.size();
-      while (!clients_.empty()) RemoveClientLocked(clients_.begin()->first);
-    }
+    std::vector<PendingLeave> leaves;
+    size_t clients = RemoveAllClients(leaves);
+    IssueLeaves(std::move(leaves));
     if (hello_) {  // No read is in flight after OnDone: edge_name_ is settled.
-      std::fprintf(stderr, "roomcast-core: edge link from \"%s\" closed; %zu clients removed\n",
-                   edge_name_.c_str(), clients);
+      spdlog::info("edge link closed edge={} clients_removed={}", edge_name_, clients);
     }
-    delete this;
+    ReleaseStream();
   }
 
  private:
-  struct Client {
-    v1::ClientInfo info;
-    absl::flat_hash_set<std::string> rooms;
-  };
-
-  void TakeNext(std::deque<Entry>& queue, v1::CoreToEdge& out) override {
-    if (auto* reply = std::get_if<v1::CoreToEdge>(&queue.front().item)) {
+  void TakeNext(Queue& queue, v1::CoreToEdge& out) override {
+    if (auto* reply = std::get_if<v1::CoreToEdge>(&queue.front())) {
       out = std::move(*reply);
-      PopFront(queue);
+      queue.PopFront();
       return;
     }
     // Coalesce consecutive room events into one write.
     v1::EdgeEvents* events = out.mutable_events();
-    while (!queue.empty() && events->events_size() < static_cast<int>(kMaxEventsPerBatch) &&
-           std::holds_alternative<RoomEventPtr>(queue.front().item)) {
-      *events->add_events() = *std::get<RoomEventPtr>(PopFront(queue));
-    }
+    queue.TakeBatch(context_->options->max_events_per_edge_batch, [events](Item& item) {
+      auto* event = std::get_if<RoomEventPtr>(&item);
+      if (event == nullptr) return false;
+      *events->add_events() = (*event)->proto();
+      return true;
+    });
   }
 
   // Handles one message from the edge. An error is a protocol violation that
@@ -131,18 +137,19 @@ class EdgeLinkReactor final
       if (!in.has_hello()) return absl::InvalidArgumentError("the first message must be hello");
       hello_ = true;
       edge_name_ = in.hello().edge_name();
-      std::fprintf(stderr, "roomcast-core: edge link from \"%s\" opened\n", edge_name_.c_str());
+      spdlog::info("edge link opened edge={} core={}", edge_name_, context_->options->node_name);
       v1::CoreToEdge out;
       out.mutable_welcome()->set_core_name(context_->options->node_name);
-      Enqueue(std::move(out), 64);
+      Enqueue(std::move(out), kControlMessageBytes);
       return absl::OkStatus();
     }
     switch (in.kind_case()) {
       case v1::EdgeToCore::kClientConnected:
         return Connect(in.client_connected().client());
       case v1::EdgeToCore::kClientDisconnected: {
-        absl::MutexLock lock(&state_mu_);
-        RemoveClientLocked(in.client_disconnected().client_id());
+        std::vector<PendingLeave> leaves;
+        RemoveClient(in.client_disconnected().client_id(), leaves);
+        IssueLeaves(std::move(leaves));
         return absl::OkStatus();
       }
       case v1::EdgeToCore::kRequest:
@@ -159,7 +166,7 @@ class EdgeLinkReactor final
   absl::Status Connect(const v1::ClientInfo& info) {
     if (info.client_id().empty())
       return absl::InvalidArgumentError("client_connected without client_id");
-    if (absl::Status s = ValidateClientInfo(info, *context_->options); !s.ok()) return s;
+    if (absl::Status s = context_->policy->ValidateClientInfo(info); !s.ok()) return s;
     absl::MutexLock lock(&state_mu_);
     if (!clients_.try_emplace(info.client_id(), Client{info, {}}).second) {
       return absl::InvalidArgumentError(
@@ -169,112 +176,282 @@ class EdgeLinkReactor final
   }
 
   void HandleRequest(v1::EdgeRequest& request) {
+    const uint64_t request_id = request.request_id();
+    std::optional<v1::ClientInfo> client = ClientInfoOf(request.client_id());
+    if (!client.has_value()) {
+      ReplyError(request_id,
+                 absl::NotFoundError(absl::StrCat("unknown client \"", request.client_id(), "\"")));
+      return;
+    }
+    switch (request.op_case()) {
+      case v1::EdgeRequest::kJoin:
+        Join(request_id, *std::move(client), request.join());
+        return;
+      case v1::EdgeRequest::kLeave:
+        Leave(request_id, client->client_id(), request.leave().room());
+        return;
+      case v1::EdgeRequest::kPublish:
+        Publish(request_id, *std::move(client), *request.mutable_publish());
+        return;
+      case v1::EdgeRequest::kPresence:
+        Presence(request_id, request.presence().room());
+        return;
+      case v1::EdgeRequest::kHistory:
+        History(request_id, request.history());
+        return;
+      case v1::EdgeRequest::OP_NOT_SET:
+        break;
+    }
+    ReplyError(request_id, absl::InvalidArgumentError("request without an operation"));
+  }
+
+  // A copy of the client's identity, or nullopt when it is not connected.
+  std::optional<v1::ClientInfo> ClientInfoOf(const std::string& client_id) {
+    absl::MutexLock lock(&state_mu_);
+    auto it = clients_.find(client_id);
+    if (it == clients_.end()) return std::nullopt;
+    return it->second.info;
+  }
+
+  void Join(uint64_t request_id, v1::ClientInfo client, const v1::JoinRequest& join) {
+    const std::string& room = join.room();
+    uint64_t join_id = 0;
+    if (absl::Status s = StartJoin(client.client_id(), room, join_id); !s.ok()) {
+      ReplyError(request_id, s);
+      return;
+    }
+    std::string client_id = client.client_id();
+    JoinArgs args;
+    args.room = room;
+    if (join.has_since()) args.since = join.since();
+    args.member = std::move(client);
+    context_->broker->Join(
+        std::move(args), this,
+        // The reply is queued before any later event of the room.
+        [this, request_id](const JoinResult& result) { QueueJoinReply(request_id, result); },
+        [this, request_id, join_id, client_id = std::move(client_id), room = std::string(room),
+         hold = Retain()](absl::Status status) {
+          OnJoinDone(request_id, client_id, room, join_id, std::move(status));
+        });
+  }
+
+  // Records a pending join; ALREADY_EXISTS when the client is in the room.
+  absl::Status StartJoin(const std::string& client_id, const std::string& room, uint64_t& join_id) {
+    absl::MutexLock lock(&state_mu_);
+    auto client = clients_.find(client_id);
+    if (client == clients_.end()) {
+      return absl::NotFoundError(absl::StrCat("unknown client \"", client_id, "\""));
+    }
+    join_id = ++next_join_id_;
+    if (!client->second.rooms.try_emplace(room, RoomJoin{join_id, false}).second) {
+      return absl::AlreadyExistsError(absl::StrCat("already joined \"", room, "\""));
+    }
+    return absl::OkStatus();
+  }
+
+  void QueueJoinReply(uint64_t request_id, const JoinResult& result) {
     v1::CoreToEdge out;
     v1::EdgeReply* reply = out.mutable_reply();
-    reply->set_request_id(request.request_id());
-    absl::MutexLock lock(&state_mu_);
-    auto client = clients_.find(request.client_id());
-    absl::Status status;
-    if (client == clients_.end()) {
-      status = absl::NotFoundError(absl::StrCat("unknown client \"", request.client_id(), "\""));
-    } else {
-      switch (request.op_case()) {
-        case v1::EdgeRequest::kJoin:
-          // The reply is queued by the broker, ordered before later events.
-          status = Join(request.request_id(), client->second, request.join());
-          if (status.ok()) return;
-          break;
-        case v1::EdgeRequest::kLeave:
-          if (client->second.rooms.erase(request.leave().room()) > 0) {
-            context_->broker->Leave(request.leave().room(), this, client->first);
-          }
-          reply->mutable_leave();
-          break;
-        case v1::EdgeRequest::kPublish:
-          status = Publish(client->second, *request.mutable_publish(), *reply);
-          break;
-        case v1::EdgeRequest::kPresence: {
-          absl::StatusOr<std::vector<v1::ClientInfo>> members =
-              context_->broker->Presence(request.presence().room());
-          status = members.status();
-          if (status.ok()) {
-            for (v1::ClientInfo& m : *members)
-              *reply->mutable_presence()->add_clients() = std::move(m);
-          }
-          break;
-        }
-        case v1::EdgeRequest::kHistory: {
-          const v1::HistoryRequest& h = request.history();
-          absl::StatusOr<HistoryResult> history = context_->broker->History(
-              h.room(), h.has_since() ? &h.since() : nullptr, h.limit(), h.reverse());
-          status = history.status();
-          if (status.ok()) {
-            v1::HistoryResponse* r = reply->mutable_history();
-            for (const RoomEventPtr& e : history->messages) *r->add_messages() = e->message();
-            *r->mutable_position() = history->position;
-          }
-          break;
-        }
-        case v1::EdgeRequest::OP_NOT_SET:
-          status = absl::InvalidArgumentError("request without an operation");
-          break;
-      }
+    reply->set_request_id(request_id);
+    v1::JoinResult* r = reply->mutable_join();
+    r->set_recovered(result.recovered);
+    *r->mutable_position() = result.position;
+    size_t bytes = kControlMessageBytes;
+    for (const RoomEventPtr& e : result.replayed) {
+      *r->add_replayed() = e->message();
+      bytes += e->QueuedBytes();
     }
-    if (!status.ok()) *reply->mutable_error() = ToError(status);
-    size_t bytes = 64 + (reply->has_history() ? reply->history().ByteSizeLong() : 0) +
-                   (reply->has_presence() ? reply->presence().ByteSizeLong() : 0);
     Enqueue(std::move(out), bytes);
   }
 
-  absl::Status Join(uint64_t request_id, Client& client, const v1::JoinRequest& join)
-      ABSL_EXCLUSIVE_LOCKS_REQUIRED(state_mu_) {
-    if (client.rooms.contains(join.room())) {
-      return absl::AlreadyExistsError(absl::StrCat("already joined \"", join.room(), "\""));
+  void OnJoinDone(uint64_t request_id, const std::string& client_id, const std::string& room,
+                  uint64_t join_id, absl::Status status) {
+    const bool orphaned = !SettleJoin(client_id, room, join_id, status.ok());
+    if (!status.ok()) {
+      ReplyError(request_id, status);
+      return;
     }
-    absl::Status s = context_->broker->Join(join.room(), join.has_since() ? &join.since() : nullptr,
-                                            this, &client.info, [&](const JoinResult& result) {
-                                              v1::CoreToEdge out;
-                                              v1::EdgeReply* reply = out.mutable_reply();
-                                              reply->set_request_id(request_id);
-                                              v1::JoinResult* r = reply->mutable_join();
-                                              r->set_recovered(result.recovered);
-                                              *r->mutable_position() = result.position;
-                                              size_t bytes = 64;
-                                              for (const RoomEventPtr& e : result.replayed) {
-                                                *r->add_replayed() = e->message();
-                                                bytes += QueuedBytes(*e);
-                                              }
-                                              Enqueue(std::move(out), bytes);
-                                            });
-    if (s.ok()) client.rooms.insert(join.room());
-    return s;
+    // The client left (or the link ended) while its join was pending: undo
+    // the join now that it took effect.
+    if (orphaned) IssueLeaves({PendingLeave{room, client_id}});
   }
 
-  absl::Status Publish(const Client& client, v1::PublishRequest& publish, v1::EdgeReply& reply) {
-    if (absl::Status s = context_->broker->CheckClientPublish(publish.room()); !s.ok()) return s;
-    absl::StatusOr<v1::Position> position =
-        context_->broker->Publish(publish.room(), std::move(*publish.mutable_data()), &client.info);
-    if (position.ok()) *reply.mutable_publish()->mutable_position() = *std::move(position);
-    return position.status();
+  // Marks the pending join done (or forgets it when it failed). False when
+  // its entry is gone: nobody else will undo it.
+  bool SettleJoin(const std::string& client_id, const std::string& room, uint64_t join_id,
+                  bool ok) {
+    absl::MutexLock lock(&state_mu_);
+    auto client = clients_.find(client_id);
+    if (client == clients_.end()) return false;
+    auto entry = client->second.rooms.find(room);
+    if (entry == client->second.rooms.end() || entry->second.join_id != join_id) return false;
+    if (ok) {
+      entry->second.joined = true;
+    } else {
+      client->second.rooms.erase(entry);
+    }
+    return true;
   }
 
-  void RemoveClientLocked(const std::string& client_id) ABSL_EXCLUSIVE_LOCKS_REQUIRED(state_mu_) {
+  void Leave(uint64_t request_id, const std::string& client_id, const std::string& room) {
+    bool joined = false;
+    {
+      absl::MutexLock lock(&state_mu_);
+      auto client = clients_.find(client_id);
+      if (client != clients_.end()) {
+        auto entry = client->second.rooms.find(room);
+        if (entry != client->second.rooms.end()) {
+          // A pending join is undone by its own completion.
+          joined = entry->second.joined;
+          client->second.rooms.erase(entry);
+        }
+      }
+    }
+    if (joined) IssueLeaves({PendingLeave{room, client_id}});
+    v1::CoreToEdge out;
+    v1::EdgeReply* reply = out.mutable_reply();
+    reply->set_request_id(request_id);
+    reply->mutable_leave();
+    Enqueue(std::move(out), kControlMessageBytes);
+  }
+
+  void Publish(uint64_t request_id, v1::ClientInfo client, v1::PublishRequest& publish) {
+    if (absl::Status s = context_->policy->CheckClientPublish(publish.room()); !s.ok()) {
+      ReplyError(request_id, s);
+      return;
+    }
+    PublishArgs args{publish.room(), std::move(*publish.mutable_data()), std::move(client)};
+    context_->broker->Publish(std::move(args), [this, request_id, hold = Retain()](
+                                                   absl::StatusOr<v1::Position> position) {
+      if (!position.ok()) {
+        ReplyError(request_id, position.status());
+        return;
+      }
+      v1::CoreToEdge out;
+      v1::EdgeReply* reply = out.mutable_reply();
+      reply->set_request_id(request_id);
+      *reply->mutable_publish()->mutable_position() = *std::move(position);
+      Enqueue(std::move(out), kControlMessageBytes);
+    });
+  }
+
+  void Presence(uint64_t request_id, const std::string& room) {
+    context_->broker->Presence(room, [this, request_id, hold = Retain()](
+                                         absl::StatusOr<std::vector<v1::ClientInfo>> members) {
+      if (!members.ok()) {
+        ReplyError(request_id, members.status());
+        return;
+      }
+      v1::CoreToEdge out;
+      v1::EdgeReply* reply = out.mutable_reply();
+      reply->set_request_id(request_id);
+      v1::PresenceResponse* presence = reply->mutable_presence();
+      for (v1::ClientInfo& m : *members) *presence->add_clients() = std::move(m);
+      size_t bytes = kControlMessageBytes + presence->ByteSizeLong();
+      Enqueue(std::move(out), bytes);
+    });
+  }
+
+  void History(uint64_t request_id, const v1::HistoryRequest& h) {
+    HistoryArgs args{h.room(),
+                     h.has_since() ? std::optional<v1::Position>(h.since()) : std::nullopt,
+                     h.limit(), h.reverse()};
+    context_->broker->History(std::move(args), [this, request_id, hold = Retain()](
+                                                   absl::StatusOr<HistoryResult> history) {
+      if (!history.ok()) {
+        ReplyError(request_id, history.status());
+        return;
+      }
+      v1::CoreToEdge out;
+      v1::EdgeReply* reply = out.mutable_reply();
+      reply->set_request_id(request_id);
+      v1::HistoryResponse* r = reply->mutable_history();
+      for (const RoomEventPtr& e : history->messages) *r->add_messages() = e->message();
+      *r->mutable_position() = history->position;
+      size_t bytes = kControlMessageBytes + r->ByteSizeLong();
+      Enqueue(std::move(out), bytes);
+    });
+  }
+
+  void ReplyError(uint64_t request_id, const absl::Status& status) {
+    v1::CoreToEdge out;
+    v1::EdgeReply* reply = out.mutable_reply();
+    reply->set_request_id(request_id);
+    *reply->mutable_error() = ToError(status);
+    Enqueue(std::move(out), kControlMessageBytes);
+  }
+
+  uint32_t DisconnectMatching(const v1::DisconnectRequest& request, v1::DisconnectCode code,
+                              std::vector<PendingLeave>& leaves) {
+    absl::MutexLock lock(&state_mu_);
+    std::vector<std::string> matched;
+    for (const auto& [id, client] : clients_) {
+      if (request.client_id().empty() ? client.info.user_id() == request.user_id()
+                                      : id == request.client_id()) {
+        matched.push_back(id);
+      }
+    }
+    for (const std::string& id : matched) {
+      v1::CoreToEdge out;
+      v1::DisconnectClient* d = out.mutable_disconnect();
+      d->set_client_id(id);
+      d->set_code(code);
+      d->set_reason(request.reason());
+      Enqueue(std::move(out), kControlMessageBytes + request.reason().size());
+      RemoveClientLocked(id, leaves);
+    }
+    return static_cast<uint32_t>(matched.size());
+  }
+
+  void RemoveClient(const std::string& client_id, std::vector<PendingLeave>& leaves) {
+    absl::MutexLock lock(&state_mu_);
+    RemoveClientLocked(client_id, leaves);
+  }
+
+  size_t RemoveAllClients(std::vector<PendingLeave>& leaves) {
+    absl::MutexLock lock(&state_mu_);
+    size_t clients = clients_.size();
+    while (!clients_.empty()) RemoveClientLocked(clients_.begin()->first, leaves);
+    return clients;
+  }
+
+  // Forgets the client; the rooms it had joined go to `leaves` (its pending
+  // joins are undone by their completions).
+  void RemoveClientLocked(const std::string& client_id, std::vector<PendingLeave>& leaves)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(state_mu_) {
     auto it = clients_.find(client_id);
     if (it == clients_.end()) return;
-    for (const std::string& room : it->second.rooms) {
-      context_->broker->Leave(room, this, client_id);
+    for (const auto& [room, join] : it->second.rooms) {
+      if (join.joined) leaves.push_back(PendingLeave{room, client_id});
     }
     clients_.erase(it);
   }
 
+  // Issues broker Leaves; never with state_mu_ held.
+  void IssueLeaves(std::vector<PendingLeave> leaves) ABSL_LOCKS_EXCLUDED(state_mu_) {
+    for (PendingLeave& leave : leaves) {
+      std::string room = leave.room;
+      context_->broker->Leave(LeaveArgs{std::move(leave.room), std::move(leave.client_id)}, this,
+                              [room = std::move(room), hold = Retain()](absl::Status status) {
+                                if (!status.ok()) {
+                                  spdlog::warn("edge leave failed room={} error={}", room,
+                                               status.ToString());
+                                }
+                              });
+    }
+  }
+
   ServiceContext* const context_;
-  // Read side: touched only from OnReadDone (one read at a time).
+  // Read side: touched only from OnReadDone (one read at a time) and OnDone.
   v1::EdgeToCore in_;
   bool hello_ = false;
   std::string edge_name_;
-  // Lock order: state_mu_, then broker locks, then the writer's queue lock.
+  // Lock order: state_mu_, then the writer's queue lock. Never held across a
+  // broker call; join completions take it after the broker released its
+  // locks.
   absl::Mutex state_mu_;
   absl::flat_hash_map<std::string, Client> clients_ ABSL_GUARDED_BY(state_mu_);
+  uint64_t next_join_id_ ABSL_GUARDED_BY(state_mu_) = 0;
 };
 
 }  // namespace

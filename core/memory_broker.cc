@@ -4,44 +4,15 @@
 #include <deque>
 #include <utility>
 
+#include "absl/container/flat_hash_map.h"
 #include "absl/random/random.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
-#include "core/room_name.h"
+#include "core/room_fanout.h"
 #include "google/protobuf/util/time_util.h"
 
 namespace roomcast::core {
-
-struct MemoryBroker::Room {
-  explicit Room(std::string room_name, std::string room_epoch, const NamespaceOptions* ns)
-      : name(std::move(room_name)), epoch(std::move(room_epoch)), options(ns) {}
-
-  const std::string name;
-  const std::string epoch;
-  const NamespaceOptions* const options;
-
-  absl::Mutex mu;
-  // Set under both the registry mutex and `mu` when the room leaves the map;
-  // whoever then holds `mu` looks the room up again.
-  bool removed ABSL_GUARDED_BY(mu) = false;
-  uint64_t offset ABSL_GUARDED_BY(mu) = 0;
-  // Oldest first; offsets are consecutive, ending at `offset`.
-  std::deque<RoomEventPtr> history ABSL_GUARDED_BY(mu);
-  // Subscriber -> number of Joins not yet undone.
-  absl::flat_hash_map<Subscriber*, int> subscribers ABSL_GUARDED_BY(mu);
-  absl::flat_hash_map<std::string, v1::ClientInfo> members ABSL_GUARDED_BY(mu);
-
-  v1::Position Position() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu) {
-    v1::Position p;
-    p.set_epoch(epoch);
-    p.set_offset(offset);
-    return p;
-  }
-  bool Empty() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu) {
-    return subscribers.empty() && members.empty() && history.empty();
-  }
-};
 
 namespace {
 
@@ -61,30 +32,75 @@ absl::Time TimeOf(const RoomEventPtr& e) {
 
 RoomEventPtr PresenceEventOf(const std::string& room, v1::PresenceEvent::Kind kind,
                              const v1::ClientInfo& client) {
-  auto event = std::make_shared<v1::RoomEvent>();
-  v1::PresenceEvent* p = event->mutable_presence();
+  v1::RoomEvent event;
+  v1::PresenceEvent* p = event.mutable_presence();
   p->set_room(room);
   p->set_kind(kind);
   *p->mutable_client() = client;
-  return event;
+  return MakeRoomEvent(std::move(event));
 }
 
 }  // namespace
 
-MemoryBroker::MemoryBroker(EngineOptions options, Clock* clock)
-    : options_(std::move(options)), clock_(clock) {}
+struct MemoryBroker::Room {
+  explicit Room(std::string room_name, std::string room_epoch, const NamespaceOptions* ns)
+      : name(std::move(room_name)), epoch(std::move(room_epoch)), options(ns) {}
 
-MemoryBroker::~MemoryBroker() = default;
+  const std::string name;
+  const std::string epoch;
+  const NamespaceOptions* const options;
 
-absl::StatusOr<const NamespaceOptions*> MemoryBroker::Resolve(absl::string_view room) const {
-  if (absl::Status s = ValidateRoomName(room, options_.max_room_name_bytes); !s.ok()) return s;
-  absl::string_view ns = NamespaceOf(room);
-  if (ns.empty()) return &options_.default_namespace;
-  auto it = options_.namespaces.find(ns);
-  if (it == options_.namespaces.end()) {
-    return absl::InvalidArgumentError(absl::StrCat("unknown namespace \"", ns, "\""));
+  absl::Mutex mu;
+  // Set under both the registry mutex and `mu` when the room leaves the map;
+  // whoever then holds `mu` looks the room up again.
+  bool removed ABSL_GUARDED_BY(mu) = false;
+  uint64_t offset ABSL_GUARDED_BY(mu) = 0;
+  // Oldest first; offsets are consecutive, ending at `offset`.
+  std::deque<RoomEventPtr> history ABSL_GUARDED_BY(mu);
+  RoomFanout subscribers ABSL_GUARDED_BY(mu);
+  absl::flat_hash_map<std::string, v1::ClientInfo> members ABSL_GUARDED_BY(mu);
+
+  v1::Position Position() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu) {
+    v1::Position p;
+    p.set_epoch(epoch);
+    p.set_offset(offset);
+    return p;
   }
-  return &it->second;
+  bool Empty() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu) {
+    return subscribers.empty() && members.empty() && history.empty();
+  }
+  // Drops the messages older than the namespace's history_ttl.
+  void TrimExpired(absl::Time now) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu) {
+    if (history.empty()) return;
+    absl::Time oldest_kept = now - options->history_ttl;
+    while (!history.empty() && TimeOf(history.front()) < oldest_kept) history.pop_front();
+  }
+};
+
+MemoryBroker::MemoryBroker(const Policy* policy, Clock* clock, MemoryBrokerOptions options)
+    : policy_(policy), clock_(clock), options_(options) {}
+
+MemoryBroker::~MemoryBroker() { Stop(); }
+
+absl::Status MemoryBroker::Start() {
+  absl::MutexLock lock(&lifecycle_mu_);
+  if (sweeper_.joinable()) return absl::FailedPreconditionError("memory broker already started");
+  stop_sweeper_ = std::make_unique<absl::Notification>();
+  absl::Notification* stop = stop_sweeper_.get();
+  sweeper_ = std::thread([this, stop] {
+    while (!stop->WaitForNotificationWithTimeout(options_.sweep_interval)) {
+      absl::MutexLock sweep_lock(&sweep_mu_);
+      SweepPass();
+    }
+  });
+  return absl::OkStatus();
+}
+
+void MemoryBroker::Stop() {
+  absl::MutexLock lock(&lifecycle_mu_);
+  if (!sweeper_.joinable()) return;
+  stop_sweeper_->Notify();
+  sweeper_.join();
 }
 
 std::shared_ptr<MemoryBroker::Room> MemoryBroker::Find(absl::string_view room) {
@@ -98,44 +114,32 @@ absl::StatusOr<std::shared_ptr<MemoryBroker::Room>> MemoryBroker::GetOrCreate(
   absl::MutexLock lock(&mu_);
   auto it = rooms_.find(room);
   if (it != rooms_.end()) return it->second;
-  if (rooms_.size() >= options_.max_rooms) {
-    return absl::ResourceExhaustedError(
-        absl::StrCat("too many rooms (limit ", options_.max_rooms, ")"));
+  const size_t max_rooms = policy_->options().max_rooms;
+  if (rooms_.size() >= max_rooms) {
+    return absl::ResourceExhaustedError(absl::StrCat("too many rooms (limit ", max_rooms, ")"));
   }
   auto created = std::make_shared<Room>(std::string(room), NewEpoch(), ns);
   rooms_.emplace(created->name, created);
   return created;
 }
 
-void MemoryBroker::Fanout(Room& room, const RoomEventPtr& event) {
-  for (const auto& [subscriber, joins] : room.subscribers) subscriber->OnEvent(event);
+void MemoryBroker::Publish(PublishArgs args, Completion<absl::StatusOr<v1::Position>> done) {
+  absl::StatusOr<v1::Position> position = PublishNow(args);
+  std::move(done)(std::move(position));
 }
 
-void MemoryBroker::TrimExpired(Room& room) {
-  if (room.history.empty()) return;
-  absl::Time oldest_kept = clock_->Now() - room.options->history_ttl;
-  while (!room.history.empty() && TimeOf(room.history.front()) < oldest_kept) {
-    room.history.pop_front();
-  }
-}
-
-absl::StatusOr<v1::Position> MemoryBroker::Publish(absl::string_view room_name, std::string data,
-                                                   const v1::ClientInfo* publisher) {
-  absl::StatusOr<const NamespaceOptions*> ns = Resolve(room_name);
+absl::StatusOr<v1::Position> MemoryBroker::PublishNow(PublishArgs& args) {
+  absl::StatusOr<const NamespaceOptions*> ns = policy_->Resolve(args.room);
   if (!ns.ok()) return ns.status();
-  if (data.size() > options_.max_payload_bytes) {
-    return absl::InvalidArgumentError(
-        absl::StrFormat("payload is %d bytes, larger than the limit of %d", data.size(),
-                        options_.max_payload_bytes));
-  }
-  auto event = std::make_shared<v1::RoomEvent>();
-  v1::Message* message = event->mutable_message();
-  message->set_room(std::string(room_name));
-  message->set_data(std::move(data));
-  if (publisher != nullptr) *message->mutable_publisher() = *publisher;
+  if (absl::Status s = policy_->CheckPayload(args.data.size()); !s.ok()) return s;
+  v1::RoomEvent event;
+  v1::Message* message = event.mutable_message();
+  message->set_room(args.room);
+  message->set_data(std::move(args.data));
+  if (args.publisher.has_value()) *message->mutable_publisher() = std::move(*args.publisher);
 
   for (;;) {
-    absl::StatusOr<std::shared_ptr<Room>> room = GetOrCreate(room_name, *ns);
+    absl::StatusOr<std::shared_ptr<Room>> room = GetOrCreate(args.room, *ns);
     if (!room.ok()) return room.status();
     Room& r = **room;
     absl::MutexLock lock(&r.mu);
@@ -145,24 +149,30 @@ absl::StatusOr<v1::Position> MemoryBroker::Publish(absl::string_view room_name, 
     message->mutable_position()->set_offset(++r.offset);
     *message->mutable_time() =
         google::protobuf::util::TimeUtil::NanosecondsToTimestamp(absl::ToUnixNanos(now));
-    RoomEventPtr shared = std::move(event);
+    RoomEventPtr shared = MakeRoomEvent(std::move(event));
     if (r.options->history_size > 0) {
       r.history.push_back(shared);
       while (r.history.size() > r.options->history_size) r.history.pop_front();
     }
-    Fanout(r, shared);
+    r.subscribers.Deliver(shared);
     published_total_.fetch_add(1, std::memory_order_relaxed);
     return r.Position();
   }
 }
 
-absl::Status MemoryBroker::Join(absl::string_view room_name, const v1::Position* since,
-                                Subscriber* subscriber, const v1::ClientInfo* member,
-                                absl::FunctionRef<void(const JoinResult&)> on_joined) {
-  absl::StatusOr<const NamespaceOptions*> ns = Resolve(room_name);
+void MemoryBroker::Join(JoinArgs args, Subscriber* subscriber, JoinedCallback on_joined,
+                        Completion<absl::Status> done) {
+  absl::Status status = JoinNow(args, subscriber, on_joined);
+  std::move(done)(std::move(status));
+}
+
+absl::Status MemoryBroker::JoinNow(const JoinArgs& args, Subscriber* subscriber,
+                                   JoinedCallback& on_joined) {
+  absl::StatusOr<const NamespaceOptions*> ns = policy_->Resolve(args.room);
   if (!ns.ok()) return ns.status();
+  const v1::Position* since = args.since.has_value() ? &*args.since : nullptr;
   for (;;) {
-    absl::StatusOr<std::shared_ptr<Room>> room = GetOrCreate(room_name, *ns);
+    absl::StatusOr<std::shared_ptr<Room>> room = GetOrCreate(args.room, *ns);
     if (!room.ok()) return room.status();
     Room& r = **room;
     absl::MutexLock lock(&r.mu);
@@ -174,7 +184,7 @@ absl::Status MemoryBroker::Join(absl::string_view room_name, const v1::Position*
         return absl::OutOfRangeError(absl::StrFormat(
             "since offset %d is past the room's last offset %d", since->offset(), r.offset));
       }
-      TrimExpired(r);
+      r.TrimExpired(clock_->Now());
       uint64_t first_kept = r.history.empty() ? r.offset + 1 : OffsetOf(r.history.front());
       result.recovered = since->epoch() == r.epoch && since->offset() + 1 >= first_kept;
       if (result.recovered) {
@@ -183,46 +193,52 @@ absl::Status MemoryBroker::Join(absl::string_view room_name, const v1::Position*
         }
       }
     }
-    ++r.subscribers[subscriber];
-    on_joined(result);
-    if (member != nullptr && r.options->presence) {
-      auto [it, inserted] = r.members.insert_or_assign(member->client_id(), *member);
+    r.subscribers.Add(subscriber);
+    std::move(on_joined)(result);
+    if (args.member.has_value() && r.options->presence) {
+      const v1::ClientInfo& member = *args.member;
+      auto [it, inserted] = r.members.insert_or_assign(member.client_id(), member);
       if (inserted && r.options->join_leave) {
-        Fanout(r, PresenceEventOf(r.name, v1::PresenceEvent::JOIN, *member));
+        r.subscribers.Deliver(PresenceEventOf(r.name, v1::PresenceEvent::JOIN, member));
       }
     }
     return absl::OkStatus();
   }
 }
 
-void MemoryBroker::Leave(absl::string_view room_name, Subscriber* subscriber,
-                         absl::string_view member_client_id) {
-  std::shared_ptr<Room> room = Find(room_name);
-  if (room == nullptr) return;
-  absl::MutexLock lock(&room->mu);
-  if (room->removed) return;  // Removed rooms had no subscribers left.
-  auto sub = room->subscribers.find(subscriber);
-  if (sub != room->subscribers.end() && --sub->second == 0) room->subscribers.erase(sub);
-  if (!member_client_id.empty()) {
-    auto m = room->members.find(member_client_id);
-    if (m != room->members.end()) {
-      v1::ClientInfo left = std::move(m->second);
-      room->members.erase(m);
-      if (room->options->join_leave) {
-        Fanout(*room, PresenceEventOf(room->name, v1::PresenceEvent::LEAVE, left));
+void MemoryBroker::Leave(LeaveArgs args, Subscriber* subscriber, Completion<absl::Status> done) {
+  std::shared_ptr<Room> room = Find(args.room);
+  if (room != nullptr) {
+    absl::MutexLock lock(&room->mu);
+    if (!room->removed) {  // Removed rooms had no subscribers left.
+      room->subscribers.Remove(subscriber);
+      if (!args.member_client_id.empty()) {
+        auto m = room->members.find(args.member_client_id);
+        if (m != room->members.end()) {
+          v1::ClientInfo left = std::move(m->second);
+          room->members.erase(m);
+          if (room->options->join_leave) {
+            room->subscribers.Deliver(PresenceEventOf(room->name, v1::PresenceEvent::LEAVE, left));
+          }
+        }
       }
     }
   }
+  std::move(done)(absl::OkStatus());
 }
 
-absl::StatusOr<HistoryResult> MemoryBroker::History(absl::string_view room_name,
-                                                    const v1::Position* since, uint32_t limit,
-                                                    bool reverse) {
-  absl::StatusOr<const NamespaceOptions*> ns = Resolve(room_name);
+void MemoryBroker::History(HistoryArgs args, Completion<absl::StatusOr<HistoryResult>> done) {
+  absl::StatusOr<HistoryResult> result = HistoryNow(args);
+  std::move(done)(std::move(result));
+}
+
+absl::StatusOr<HistoryResult> MemoryBroker::HistoryNow(const HistoryArgs& args) {
+  absl::StatusOr<const NamespaceOptions*> ns = policy_->Resolve(args.room);
   if (!ns.ok()) return ns.status();
-  if (limit == 0 || limit > options_.max_history_limit) limit = options_.max_history_limit;
+  const uint32_t limit = policy_->HistoryLimit(args.limit);
+  const v1::Position* since = args.since.has_value() ? &*args.since : nullptr;
   HistoryResult result;
-  std::shared_ptr<Room> room = Find(room_name);
+  std::shared_ptr<Room> room = Find(args.room);
   if (room == nullptr) {
     if (since != nullptr && since->offset() > 0) {
       return absl::FailedPreconditionError("epoch mismatch: the room has no history");
@@ -244,14 +260,14 @@ absl::StatusOr<HistoryResult> MemoryBroker::History(absl::string_view room_name,
     }
     after = since->offset();
   }
-  TrimExpired(*room);
+  room->TrimExpired(clock_->Now());
   const auto& h = room->history;
   // The first entry with offset > after (offsets are consecutive).
   size_t first = 0;
   if (!h.empty() && after >= OffsetOf(h.front())) first = after - OffsetOf(h.front()) + 1;
   size_t count = std::min<size_t>(limit, h.size() - std::min(first, h.size()));
   result.messages.reserve(count);
-  if (reverse) {
+  if (args.reverse) {
     for (size_t i = 0; i < count; ++i) result.messages.push_back(h[h.size() - 1 - i]);
   } else {
     for (size_t i = 0; i < count; ++i) result.messages.push_back(h[first + i]);
@@ -259,8 +275,14 @@ absl::StatusOr<HistoryResult> MemoryBroker::History(absl::string_view room_name,
   return result;
 }
 
-absl::StatusOr<std::vector<v1::ClientInfo>> MemoryBroker::Presence(absl::string_view room_name) {
-  absl::StatusOr<const NamespaceOptions*> ns = Resolve(room_name);
+void MemoryBroker::Presence(std::string room,
+                            Completion<absl::StatusOr<std::vector<v1::ClientInfo>>> done) {
+  absl::StatusOr<std::vector<v1::ClientInfo>> members = PresenceNow(room);
+  std::move(done)(std::move(members));
+}
+
+absl::StatusOr<std::vector<v1::ClientInfo>> MemoryBroker::PresenceNow(absl::string_view room_name) {
+  absl::StatusOr<const NamespaceOptions*> ns = policy_->Resolve(room_name);
   if (!ns.ok()) return ns.status();
   if (!(*ns)->presence) {
     return absl::FailedPreconditionError(
@@ -279,33 +301,30 @@ absl::StatusOr<std::vector<v1::ClientInfo>> MemoryBroker::Presence(absl::string_
   return out;
 }
 
-std::vector<RoomSummary> MemoryBroker::ListRooms(absl::string_view prefix) {
+std::vector<std::shared_ptr<MemoryBroker::Room>> MemoryBroker::RoomsFrom(absl::string_view prefix) {
   std::vector<std::shared_ptr<Room>> rooms;
-  {
-    absl::MutexLock lock(&mu_);
-    for (const auto& [name, room] : rooms_) {
-      if (absl::StartsWith(name, prefix)) rooms.push_back(room);
-    }
+  absl::MutexLock lock(&mu_);
+  for (auto it = rooms_.lower_bound(prefix);
+       it != rooms_.end() && absl::StartsWith(it->first, prefix); ++it) {
+    rooms.push_back(it->second);
   }
+  return rooms;
+}
+
+void MemoryBroker::ListRooms(std::string prefix,
+                             Completion<absl::StatusOr<std::vector<RoomSummary>>> done) {
   std::vector<RoomSummary> out;
-  out.reserve(rooms.size());
-  for (const auto& room : rooms) {
+  for (const auto& room : RoomsFrom(prefix)) {  // Already in name order.
     absl::MutexLock lock(&room->mu);
     if (room->removed) continue;
     out.push_back({room->name, room->Position(), static_cast<uint32_t>(room->subscribers.size()),
                    static_cast<uint32_t>(room->members.size())});
   }
-  std::sort(out.begin(), out.end(), [](const auto& a, const auto& b) { return a.room < b.room; });
-  return out;
+  std::move(done)(std::move(out));
 }
 
-BrokerStats MemoryBroker::Stats() {
-  std::vector<std::shared_ptr<Room>> rooms;
-  {
-    absl::MutexLock lock(&mu_);
-    rooms.reserve(rooms_.size());
-    for (const auto& [name, room] : rooms_) rooms.push_back(room);
-  }
+void MemoryBroker::Stats(Completion<BrokerStats> done) {
+  std::vector<std::shared_ptr<Room>> rooms = RoomsFrom("");
   BrokerStats stats;
   stats.rooms = rooms.size();
   stats.messages_published_total = published_total_.load(std::memory_order_relaxed);
@@ -314,32 +333,48 @@ BrokerStats MemoryBroker::Stats() {
     stats.subscriptions += room->subscribers.size();
     stats.presence_entries += room->members.size();
   }
-  return stats;
+  std::move(done)(stats);
 }
 
-absl::Status MemoryBroker::CheckClientPublish(absl::string_view room) {
-  absl::StatusOr<const NamespaceOptions*> ns = Resolve(room);
-  if (!ns.ok()) return ns.status();
-  if (!(*ns)->client_publish) {
-    return absl::PermissionDeniedError(
-        absl::StrCat("clients may not publish in the namespace of \"", room, "\""));
+void MemoryBroker::MaintainNow() {
+  absl::MutexLock lock(&sweep_mu_);
+  sweep_cursor_.clear();  // A full round from the first room.
+  while (!SweepPass()) {
   }
-  return absl::OkStatus();
 }
 
-void MemoryBroker::Sweep() {
-  absl::MutexLock lock(&mu_);
-  for (auto it = rooms_.begin(); it != rooms_.end();) {
-    Room& room = *it->second;
-    absl::MutexLock room_lock(&room.mu);
-    TrimExpired(room);
-    if (room.Empty()) {
-      room.removed = true;
-      rooms_.erase(it++);
-    } else {
-      ++it;
+bool MemoryBroker::SweepPass() {
+  std::vector<std::shared_ptr<Room>> batch;
+  bool round_done = false;
+  {
+    absl::MutexLock lock(&mu_);
+    auto it = sweep_cursor_.empty() ? rooms_.begin() : rooms_.upper_bound(sweep_cursor_);
+    for (; it != rooms_.end() && batch.size() < options_.sweep_rooms_per_pass; ++it) {
+      batch.push_back(it->second);
     }
+    round_done = it == rooms_.end();
   }
+  sweep_cursor_ = round_done || batch.empty() ? std::string() : batch.back()->name;
+  for (const std::shared_ptr<Room>& room : batch) {
+    bool empty = false;
+    {
+      absl::MutexLock lock(&room->mu);
+      room->TrimExpired(clock_->Now());
+      empty = room->Empty();
+    }
+    if (empty) RemoveIfEmpty(room);
+  }
+  return round_done;
+}
+
+void MemoryBroker::RemoveIfEmpty(const std::shared_ptr<Room>& room) {
+  absl::MutexLock lock(&mu_);
+  absl::MutexLock room_lock(&room->mu);
+  if (room->removed || !room->Empty()) return;
+  auto it = rooms_.find(room->name);
+  if (it == rooms_.end() || it->second != room) return;
+  room->removed = true;
+  rooms_.erase(it);
 }
 
 }  // namespace roomcast::core

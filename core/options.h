@@ -48,6 +48,9 @@ struct EngineOptions {
   uint32_t max_history_limit = 1000;
   // Largest ClientInfo.info accepted, in serialized bytes.
   size_t max_client_info_bytes = 4096;
+  // Longest ClientInfo.client_id and user_id, in bytes. They are map keys
+  // (presence, Disconnect) and travel with every message a client publishes.
+  size_t max_client_id_bytes = 256;
 };
 
 // Limits of one outbound stream queue (a Subscribe stream or an edge link).
@@ -64,6 +67,8 @@ struct CoreOptions {
   // host:port to listen on; port 0 picks a free port (the bound address is
   // printed at start).
   std::string listen = "127.0.0.1:50051";
+  // Which Broker keeps the rooms (broker_factory.h): "memory" (embedded).
+  std::string broker = "memory";
   // Names this node in logs and EdgeWelcome.
   std::string node_name = "core";
   EngineOptions engine;
@@ -76,11 +81,30 @@ struct CoreOptions {
   // Unacknowledged PublishStream requests before the core stops reading
   // (flow control, not an error).
   size_t max_pending_acks = 1024;
-  // How often expired history and empty rooms are swept.
+  // How often expired history and empty rooms are swept (memory broker).
   absl::Duration sweep_interval = absl::Seconds(1);
+  // Most rooms one sweep pass visits (memory broker): bounds the work and the
+  // time the room registry is locked per pass; the next pass continues
+  // where this one stopped.
+  size_t sweep_rooms_per_pass = 10'000;
   // When set, the core publishes its Stats as JSON to this room every
-  // sweep_interval (the demo dashboard shows them).
+  // stats_interval (the demo dashboard shows them).
   std::string stats_room;
+  absl::Duration stats_interval = absl::Seconds(1);
+  // Most room events batched into one CoreToEdge write: keeps one gRPC
+  // message (and the edge's work per read) bounded.
+  size_t max_events_per_edge_batch = 512;
+  // gRPC keepalive: ping a connection idle for keepalive_time, drop it when
+  // the ping gets no answer within keepalive_timeout (finds dead peers).
+  absl::Duration keepalive_time = absl::Seconds(30);
+  absl::Duration keepalive_timeout = absl::Seconds(10);
+  // Clients (edges, the C++ client) may ping this often without being told
+  // "too many pings"; must not exceed the clients' own keepalive interval.
+  absl::Duration min_client_ping_interval = absl::Seconds(10);
+  // Bytes a request may carry beyond max_payload_bytes and
+  // max_client_info_bytes (room name, ids, framing): together they are the
+  // largest gRPC message the core accepts.
+  size_t max_envelope_bytes = 64 * 1024;
   // Graceful shutdown: how long streams get to finish before being cancelled.
   absl::Duration shutdown_grace = absl::Seconds(5);
 };

@@ -1,8 +1,10 @@
-// Rooms: the backend API. Unary calls go straight to the broker; Subscribe
-// and PublishStream are reactors built on QueuedWriter.
+// Rooms: the backend API. Unary calls check the request against the Policy,
+// call the broker and finish their reactor from its completion;
+// PublishStream is a reactor built on QueuedWriter with one publish in
+// flight. Subscribe lives in room_subscription.cc.
+#include <optional>
 #include <string>
 #include <utility>
-#include <variant>
 #include <vector>
 
 #include "absl/container/flat_hash_set.h"
@@ -12,153 +14,20 @@
 
 namespace roomcast::core {
 
-absl::Status ValidateClientInfo(const v1::ClientInfo& client, const CoreOptions& options) {
-  if (client.client_id().size() > 256 || client.user_id().size() > 256) {
-    return absl::InvalidArgumentError("client_id and user_id are limited to 256 bytes");
-  }
-  if (client.info().ByteSizeLong() > options.engine.max_client_info_bytes) {
-    return absl::InvalidArgumentError(absl::StrCat("client info is larger than the limit of ",
-                                                   options.engine.max_client_info_bytes, " bytes"));
-  }
-  return absl::OkStatus();
-}
-
-size_t QueuedBytes(const v1::RoomEvent& event) {
-  constexpr size_t kOverhead = 64;  // Position, time, framing.
-  if (event.has_message()) {
-    return kOverhead + event.message().room().size() + event.message().data().size();
-  }
-  return kOverhead + event.presence().room().size() + event.presence().client().ByteSizeLong();
-}
-
-namespace {
-
-bool Matches(const v1::ClientInfo& client, const v1::DisconnectRequest& request) {
+bool MatchesDisconnect(const v1::ClientInfo& client, const v1::DisconnectRequest& request) {
   if (!request.client_id().empty()) return client.client_id() == request.client_id();
   return !request.user_id().empty() && client.user_id() == request.user_id();
 }
 
-// One Subscribe call: joined to its rooms for as long as the stream lives.
-class RoomSubscription final
-    : public QueuedWriter<grpc::ServerWriteReactor<v1::SubscribeResponse>,
-                          std::variant<RoomEventPtr, v1::Recovery>, v1::SubscribeResponse>,
-      public Subscriber,
-      public Connection {
- public:
-  RoomSubscription(ServiceContext* context, const v1::SubscribeRequest& request)
-      : QueuedWriter(context->options->subscribe_queue, context->gauges), context_(context) {
-    // The identity is settled before the stream is registered (Disconnect
-    // reads it) and before any join (a failed Subscribe must leave presence).
-    if (absl::Status s = Prepare(request); !s.ok()) {
-      FinishOnce(ToGrpcStatus(s), false);
-    } else if (!context_->registry->Add(this, ConnectionRegistry::Kind::kSubscribe)) {
-      FinishOnce(grpc::Status(grpc::StatusCode::UNAVAILABLE, "server shutting down"), false);
-    } else if (absl::Status s = JoinAll(request); !s.ok()) {
-      LeaveAll();
-      FinishOnce(ToGrpcStatus(s), false);
-    }
-    StartWriting();
-  }
+namespace {
 
-  void OnEvent(const RoomEventPtr& event) override { Enqueue(event, QueuedBytes(*event)); }
+std::optional<v1::Position> SinceOf(bool has_since, const v1::Position& since) {
+  return has_since ? std::optional<v1::Position>(since) : std::nullopt;
+}
 
-  uint32_t Disconnect(const v1::DisconnectRequest& request) override {
-    if (!Matches(client_, request)) return 0;
-    // UNAVAILABLE tells a client library to reconnect; ABORTED not to.
-    FinishOnce(grpc::Status(
-                   request.reconnect() ? grpc::StatusCode::UNAVAILABLE : grpc::StatusCode::ABORTED,
-                   absl::StrCat("disconnected by the server: ", request.reason())),
-               false);
-    return 1;
-  }
-  void Shutdown() override {
-    FinishOnce(grpc::Status(grpc::StatusCode::UNAVAILABLE, "server shutting down"), true);
-  }
-  uint64_t NumClients() override { return 0; }
-
-  void OnCancel() override {
-    FinishOnce(grpc::Status(grpc::StatusCode::CANCELLED, "cancelled"), false);
-  }
-  void OnDone() override {
-    context_->registry->Remove(this);
-    LeaveAll();
-    delete this;
-  }
-
- private:
-  void TakeNext(std::deque<Entry>& queue, v1::SubscribeResponse& out) override {
-    std::variant<RoomEventPtr, v1::Recovery> item = PopFront(queue);
-    if (auto* recovery = std::get_if<v1::Recovery>(&item)) {
-      *out.mutable_recovery() = std::move(*recovery);
-      return;
-    }
-    const v1::RoomEvent& event = *std::get<RoomEventPtr>(item);
-    if (event.has_message()) {
-      *out.mutable_message() = event.message();
-    } else {
-      *out.mutable_presence() = event.presence();
-    }
-  }
-
-  absl::Status Prepare(const v1::SubscribeRequest& request) {
-    const CoreOptions& options = *context_->options;
-    if (request.rooms().empty()) return absl::InvalidArgumentError("no rooms to subscribe to");
-    if (static_cast<size_t>(request.rooms_size()) > options.max_rooms_per_subscribe) {
-      return absl::InvalidArgumentError(absl::StrCat("too many rooms in one Subscribe (limit ",
-                                                     options.max_rooms_per_subscribe, ")"));
-    }
-    absl::flat_hash_set<absl::string_view> seen;
-    for (const auto& room : request.rooms()) {
-      if (!seen.insert(room.room()).second) {
-        return absl::InvalidArgumentError(
-            absl::StrCat("room \"", room.room(), "\" is listed twice"));
-      }
-    }
-    if (absl::Status s = ValidateClientInfo(request.client(), options); !s.ok()) return s;
-    client_ = request.client();
-    if (client_.client_id().empty()) {
-      client_.set_client_id(absl::StrCat("core-", context_->next_client_id.fetch_add(1)));
-    }
-    presence_ = request.presence();
-    return absl::OkStatus();
-  }
-
-  absl::Status JoinAll(const v1::SubscribeRequest& request) {
-    const v1::ClientInfo* member = presence_ ? &client_ : nullptr;
-    for (const auto& room : request.rooms()) {
-      absl::Status s =
-          context_->broker->Join(room.room(), room.has_since() ? &room.since() : nullptr, this,
-                                 member, [&](const JoinResult& result) {
-                                   for (const RoomEventPtr& e : result.replayed)
-                                     Enqueue(e, QueuedBytes(*e));
-                                   v1::Recovery recovery;
-                                   recovery.set_room(room.room());
-                                   recovery.set_recovered(result.recovered);
-                                   *recovery.mutable_position() = result.position;
-                                   Enqueue(std::move(recovery), 64 + room.room().size());
-                                 });
-      if (!s.ok())
-        return absl::Status(s.code(), absl::StrCat("room \"", room.room(), "\": ", s.message()));
-      joined_.push_back(room.room());
-    }
-    return absl::OkStatus();
-  }
-
-  void LeaveAll() {
-    for (const std::string& room : joined_) {
-      context_->broker->Leave(room, this, presence_ ? client_.client_id() : absl::string_view());
-    }
-    joined_.clear();
-  }
-
-  ServiceContext* const context_;
-  // Written only in the constructor, read in OnDone and Disconnect.
-  v1::ClientInfo client_;
-  bool presence_ = false;
-  std::vector<std::string> joined_;
-};
-
-// One PublishStream call: publishes each request in order and acks it.
+// One PublishStream call: publishes each request in order and acks it. One
+// publish is in flight at a time: the next read starts from the completion,
+// so acks keep the order of the requests whatever the broker.
 class PublishStreamReactor final
     : public QueuedWriter<grpc::ServerBidiReactor<v1::PublishRequest, v1::PublishAck>,
                           v1::PublishAck, v1::PublishAck>,
@@ -169,7 +38,7 @@ class PublishStreamReactor final
       // because of the publisher's pace; only a client that stops reading
       // its acks altogether can fill it.
       : QueuedWriter(QueueLimits{.max_events = context->options->max_pending_acks + 1,
-                                 .max_bytes = (context->options->max_pending_acks + 1) * 256},
+                                 .max_bytes = (context->options->max_pending_acks + 1) * kAckBytes},
                      context->gauges),
         context_(context) {
     if (!context_->registry->Add(this, ConnectionRegistry::Kind::kPublishStream)) {
@@ -182,43 +51,24 @@ class PublishStreamReactor final
 
   void OnReadDone(bool ok) override {
     if (!ok) {  // The client half-closed (or left): finish after the last ack.
-      {
-        absl::MutexLock lock(&read_mu_);
-        reading_ = false;
-        read_closed_ = true;
-      }
+      CloseReading();
       FinishOnce(grpc::Status::OK, true);
       return;
     }
-    {
-      // After Shutdown nothing more is published: a request without an ack
-      // was not published.
-      absl::MutexLock lock(&read_mu_);
-      if (read_closed_) {
-        reading_ = false;
-        return;
-      }
+    if (ReadClosed()) return;  // After Shutdown nothing more is published.
+    const uint64_t id = request_.id();
+    if (absl::Status s = context_->policy->ValidateClientInfo(request_.publisher()); !s.ok()) {
+      Ack(id, s);
+      return;
     }
-    v1::PublishAck ack;
-    ack.set_id(request_.id());
-    absl::Status s = ValidateClientInfo(request_.publisher(), *context_->options);
-    absl::StatusOr<v1::Position> position =
-        s.ok()
-            ? context_->broker->Publish(request_.room(), std::move(*request_.mutable_data()),
-                                        request_.has_publisher() ? &request_.publisher() : nullptr)
-            : absl::StatusOr<v1::Position>(s);
-    if (position.ok()) {
-      *ack.mutable_position() = *std::move(position);
-    } else {
-      *ack.mutable_error() = ToError(position.status());
-    }
-    Enqueue(std::move(ack), 64);
-    {
-      // Only now may another read reuse request_ (OnWriteDone may race us).
-      absl::MutexLock lock(&read_mu_);
-      reading_ = false;
-    }
-    MaybeRead();
+    PublishArgs args;
+    args.room = request_.room();
+    args.data = std::move(*request_.mutable_data());
+    if (request_.has_publisher()) args.publisher = request_.publisher();
+    context_->broker->Publish(std::move(args),
+                              [this, id, hold = Retain()](absl::StatusOr<v1::Position> position) {
+                                Ack(id, std::move(position));
+                              });
   }
 
   void OnWriteDone(bool ok) override {
@@ -228,10 +78,7 @@ class PublishStreamReactor final
 
   uint32_t Disconnect(const v1::DisconnectRequest&) override { return 0; }
   void Shutdown() override {
-    {
-      absl::MutexLock lock(&read_mu_);
-      read_closed_ = true;
-    }
+    CloseReading();
     FinishOnce(grpc::Status(grpc::StatusCode::UNAVAILABLE, "server shutting down"), true);
   }
   uint64_t NumClients() override { return 0; }
@@ -239,12 +86,46 @@ class PublishStreamReactor final
     FinishOnce(grpc::Status(grpc::StatusCode::CANCELLED, "cancelled"), false);
   }
   void OnDone() override {
+    CloseReading();  // A late completion must not start a read.
     context_->registry->Remove(this);
-    delete this;
+    ReleaseStream();
   }
 
  private:
-  void TakeNext(std::deque<Entry>& queue, v1::PublishAck& out) override { out = PopFront(queue); }
+  // Queue estimate of one ack (id, position or error).
+  static constexpr size_t kAckBytes = 256;
+
+  void TakeNext(Queue& queue, v1::PublishAck& out) override { out = queue.PopFront(); }
+
+  // Queues the ack of request `id`; only then may another read reuse
+  // request_.
+  void Ack(uint64_t id, absl::StatusOr<v1::Position> position) {
+    v1::PublishAck ack;
+    ack.set_id(id);
+    if (position.ok()) {
+      *ack.mutable_position() = *std::move(position);
+    } else {
+      *ack.mutable_error() = ToError(position.status());
+    }
+    Enqueue(std::move(ack), kControlMessageBytes);
+    {
+      absl::MutexLock lock(&read_mu_);
+      reading_ = false;
+    }
+    MaybeRead();
+  }
+
+  void CloseReading() {
+    absl::MutexLock lock(&read_mu_);
+    reading_ = false;
+    read_closed_ = true;
+  }
+
+  bool ReadClosed() {
+    absl::MutexLock lock(&read_mu_);
+    if (read_closed_) reading_ = false;
+    return read_closed_;
+  }
 
   // Keeps one read in flight while fewer than max_pending_acks acks wait.
   void MaybeRead() {
@@ -273,13 +154,20 @@ grpc::ServerUnaryReactor* Reply(grpc::CallbackServerContext* ctx, const absl::St
 grpc::ServerUnaryReactor* RoomsService::Publish(grpc::CallbackServerContext* ctx,
                                                 const v1::PublishRequest* request,
                                                 v1::PublishResponse* response) {
-  if (absl::Status s = ValidateClientInfo(request->publisher(), *context_->options); !s.ok()) {
+  if (absl::Status s = context_->policy->ValidateClientInfo(request->publisher()); !s.ok()) {
     return Reply(ctx, s);
   }
-  absl::StatusOr<v1::Position> position = context_->broker->Publish(
-      request->room(), request->data(), request->has_publisher() ? &request->publisher() : nullptr);
-  if (position.ok()) *response->mutable_position() = *std::move(position);
-  return Reply(ctx, position.status());
+  grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
+  PublishArgs args;
+  args.room = request->room();
+  args.data = request->data();
+  if (request->has_publisher()) args.publisher = request->publisher();
+  context_->broker->Publish(std::move(args),
+                            [reactor, response](absl::StatusOr<v1::Position> position) {
+                              if (position.ok()) *response->mutable_position() = *position;
+                              reactor->Finish(ToGrpcStatus(position.status()));
+                            });
+  return reactor;
 }
 
 grpc::ServerBidiReactor<v1::PublishRequest, v1::PublishAck>* RoomsService::PublishStream(
@@ -287,60 +175,81 @@ grpc::ServerBidiReactor<v1::PublishRequest, v1::PublishAck>* RoomsService::Publi
   return new PublishStreamReactor(context_);
 }
 
-grpc::ServerWriteReactor<v1::SubscribeResponse>* RoomsService::Subscribe(
-    grpc::CallbackServerContext* ctx, const v1::SubscribeRequest* request) {
-  return new RoomSubscription(context_, *request);
+grpc::ServerWriteReactor<grpc::ByteBuffer>* RoomsService::Subscribe(
+    grpc::CallbackServerContext* ctx, const grpc::ByteBuffer* request) {
+  return NewRoomSubscription(context_, *request);
 }
 
 grpc::ServerUnaryReactor* RoomsService::History(grpc::CallbackServerContext* ctx,
                                                 const v1::HistoryRequest* request,
                                                 v1::HistoryResponse* response) {
-  absl::StatusOr<HistoryResult> history =
-      context_->broker->History(request->room(), request->has_since() ? &request->since() : nullptr,
-                                request->limit(), request->reverse());
-  if (history.ok()) {
-    for (const RoomEventPtr& e : history->messages) *response->add_messages() = e->message();
-    *response->mutable_position() = history->position;
-  }
-  return Reply(ctx, history.status());
+  grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
+  HistoryArgs args{request->room(), SinceOf(request->has_since(), request->since()),
+                   request->limit(), request->reverse()};
+  context_->broker->History(std::move(args),
+                            [reactor, response](absl::StatusOr<HistoryResult> history) {
+                              if (history.ok()) {
+                                for (const RoomEventPtr& e : history->messages) {
+                                  *response->add_messages() = e->message();
+                                }
+                                *response->mutable_position() = history->position;
+                              }
+                              reactor->Finish(ToGrpcStatus(history.status()));
+                            });
+  return reactor;
 }
 
 grpc::ServerUnaryReactor* RoomsService::Presence(grpc::CallbackServerContext* ctx,
                                                  const v1::PresenceRequest* request,
                                                  v1::PresenceResponse* response) {
-  absl::StatusOr<std::vector<v1::ClientInfo>> members = context_->broker->Presence(request->room());
-  if (members.ok()) {
-    for (v1::ClientInfo& m : *members) *response->add_clients() = std::move(m);
-  }
-  return Reply(ctx, members.status());
+  grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
+  context_->broker->Presence(
+      request->room(), [reactor, response](absl::StatusOr<std::vector<v1::ClientInfo>> members) {
+        if (members.ok()) {
+          for (v1::ClientInfo& m : *members) *response->add_clients() = std::move(m);
+        }
+        reactor->Finish(ToGrpcStatus(members.status()));
+      });
+  return reactor;
 }
 
 grpc::ServerUnaryReactor* RoomsService::PresenceStats(grpc::CallbackServerContext* ctx,
                                                       const v1::PresenceStatsRequest* request,
                                                       v1::PresenceStatsResponse* response) {
-  absl::StatusOr<std::vector<v1::ClientInfo>> members = context_->broker->Presence(request->room());
-  if (members.ok()) {
-    absl::flat_hash_set<std::string> users;
-    for (const v1::ClientInfo& m : *members) {
-      if (!m.user_id().empty()) users.insert(m.user_id());
-    }
-    response->set_num_clients(static_cast<uint32_t>(members->size()));
-    response->set_num_users(static_cast<uint32_t>(users.size()));
-  }
-  return Reply(ctx, members.status());
+  grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
+  context_->broker->Presence(
+      request->room(), [reactor, response](absl::StatusOr<std::vector<v1::ClientInfo>> members) {
+        if (members.ok()) {
+          absl::flat_hash_set<std::string> users;
+          for (const v1::ClientInfo& m : *members) {
+            if (!m.user_id().empty()) users.insert(m.user_id());
+          }
+          response->set_num_clients(static_cast<uint32_t>(members->size()));
+          response->set_num_users(static_cast<uint32_t>(users.size()));
+        }
+        reactor->Finish(ToGrpcStatus(members.status()));
+      });
+  return reactor;
 }
 
 grpc::ServerUnaryReactor* RoomsService::ListRooms(grpc::CallbackServerContext* ctx,
                                                   const v1::ListRoomsRequest* request,
                                                   v1::ListRoomsResponse* response) {
-  for (const RoomSummary& r : context_->broker->ListRooms(request->prefix())) {
-    v1::ListRoomsResponse::RoomInfo* info = response->add_rooms();
-    info->set_room(r.room);
-    *info->mutable_position() = r.position;
-    info->set_num_subscribers(r.num_subscribers);
-    info->set_num_clients(r.num_clients);
-  }
-  return Reply(ctx, absl::OkStatus());
+  grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
+  context_->broker->ListRooms(request->prefix(),
+                              [reactor, response](absl::StatusOr<std::vector<RoomSummary>> rooms) {
+                                if (rooms.ok()) {
+                                  for (const RoomSummary& r : *rooms) {
+                                    v1::ListRoomsResponse::RoomInfo* info = response->add_rooms();
+                                    info->set_room(r.room);
+                                    *info->mutable_position() = r.position;
+                                    info->set_num_subscribers(r.num_subscribers);
+                                    info->set_num_clients(r.num_clients);
+                                  }
+                                }
+                                reactor->Finish(ToGrpcStatus(rooms.status()));
+                              });
+  return reactor;
 }
 
 grpc::ServerUnaryReactor* RoomsService::Disconnect(grpc::CallbackServerContext* ctx,
@@ -356,25 +265,31 @@ grpc::ServerUnaryReactor* RoomsService::Disconnect(grpc::CallbackServerContext* 
 grpc::ServerUnaryReactor* RoomsService::Stats(grpc::CallbackServerContext* ctx,
                                               const v1::StatsRequest* request,
                                               v1::StatsResponse* response) {
-  *response = CollectStats(*context_);
-  return Reply(ctx, absl::OkStatus());
+  grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
+  CollectStats(*context_, [reactor, response](v1::StatsResponse stats) {
+    *response = std::move(stats);
+    reactor->Finish(grpc::Status::OK);
+  });
+  return reactor;
 }
 
-v1::StatsResponse CollectStats(ServiceContext& context) {
-  BrokerStats broker = context.broker->Stats();
-  ConnectionRegistry::Counts connections = context.registry->Count();
-  v1::StatsResponse stats;
-  stats.set_rooms(broker.rooms);
-  stats.set_subscriptions(broker.subscriptions);
-  stats.set_presence_entries(broker.presence_entries);
-  stats.set_messages_published_total(broker.messages_published_total);
-  stats.set_subscribe_streams(connections.subscribe_streams);
-  stats.set_edge_links(connections.edge_links);
-  stats.set_edge_clients(connections.edge_clients);
-  stats.set_queued_events(context.gauges->events.load());
-  stats.set_queued_bytes(context.gauges->bytes.load());
-  stats.set_slow_consumer_disconnects_total(context.gauges->slow_consumer_total.load());
-  return stats;
+void CollectStats(ServiceContext& context, absl::AnyInvocable<void(v1::StatsResponse) &&> done) {
+  ServiceContext* ctx = &context;
+  context.broker->Stats([ctx, done = std::move(done)](BrokerStats broker) mutable {
+    ConnectionRegistry::Counts connections = ctx->registry->Count();
+    v1::StatsResponse stats;
+    stats.set_rooms(broker.rooms);
+    stats.set_subscriptions(broker.subscriptions);
+    stats.set_presence_entries(broker.presence_entries);
+    stats.set_messages_published_total(broker.messages_published_total);
+    stats.set_subscribe_streams(connections.subscribe_streams);
+    stats.set_edge_links(connections.edge_links);
+    stats.set_edge_clients(connections.edge_clients);
+    stats.set_queued_events(ctx->gauges->events.load());
+    stats.set_queued_bytes(ctx->gauges->bytes.load());
+    stats.set_slow_consumer_disconnects_total(ctx->gauges->slow_consumer_total.load());
+    std::move(done)(std::move(stats));
+  });
 }
 
 }  // namespace roomcast::core

@@ -1,16 +1,27 @@
 // The gRPC services of the core: Rooms (the backend API) and EdgeLink (one
-// stream per edge). Both are thin: they validate requests, call the Broker and
-// stream its events through bounded queues. They own no room state.
+// stream per edge). Both are thin: they check requests against the Policy,
+// call the Broker and stream its events through bounded queues. They own no
+// room state.
+//
+// Files: rooms_service.cc (unary calls, PublishStream), room_subscription.cc
+// (Subscribe, raw frames shared between streams), edge_link_service.cc.
+//
+// Threads: gRPC calls every method on its own threads. Broker calls are made
+// without holding any service mutex, and every unary call finishes its
+// reactor from the broker's completion.
 #ifndef ROOMCAST_CORE_SERVICES_H_
 #define ROOMCAST_CORE_SERVICES_H_
 
 #include <atomic>
 #include <string>
 
+#include "absl/functional/any_invocable.h"
 #include "core/broker.h"
 #include "core/connection_registry.h"
 #include "core/options.h"
+#include "core/policy.h"
 #include "core/queued_writer.h"
+#include "grpcpp/support/byte_buffer.h"
 #include "roomcast/v1/roomcast.grpc.pb.h"
 
 namespace roomcast::core {
@@ -18,6 +29,7 @@ namespace roomcast::core {
 // What the services share. Every pointer outlives the services.
 struct ServiceContext {
   const CoreOptions* options;
+  const Policy* policy;
   Broker* broker;
   ConnectionRegistry* registry;
   QueueGauges* gauges;
@@ -25,7 +37,10 @@ struct ServiceContext {
   std::atomic<uint64_t> next_client_id{1};
 };
 
-class RoomsService final : public v1::Rooms::CallbackService {
+// Subscribe is served with raw frames (grpc::ByteBuffer) so that every
+// stream of a room sends the same bytes, serialized once per event.
+class RoomsService final
+    : public v1::Rooms::WithRawCallbackMethod_Subscribe<v1::Rooms::CallbackService> {
  public:
   explicit RoomsService(ServiceContext* context) : context_(context) {}
 
@@ -34,8 +49,8 @@ class RoomsService final : public v1::Rooms::CallbackService {
                                     v1::PublishResponse* response) override;
   grpc::ServerBidiReactor<v1::PublishRequest, v1::PublishAck>* PublishStream(
       grpc::CallbackServerContext* ctx) override;
-  grpc::ServerWriteReactor<v1::SubscribeResponse>* Subscribe(
-      grpc::CallbackServerContext* ctx, const v1::SubscribeRequest* request) override;
+  grpc::ServerWriteReactor<grpc::ByteBuffer>* Subscribe(grpc::CallbackServerContext* ctx,
+                                                        const grpc::ByteBuffer* request) override;
   grpc::ServerUnaryReactor* History(grpc::CallbackServerContext* ctx,
                                     const v1::HistoryRequest* request,
                                     v1::HistoryResponse* response) override;
@@ -69,12 +84,20 @@ class EdgeLinkService final : public v1::EdgeLink::CallbackService {
   ServiceContext* const context_;
 };
 
-// Helpers shared by both services (services.cc, edge_link.cc).
-absl::Status ValidateClientInfo(const v1::ClientInfo& client, const CoreOptions& options);
-// Approximate bytes an event occupies in a queue (payload and names).
-size_t QueuedBytes(const v1::RoomEvent& event);
-// The live counts behind Rooms.Stats.
-v1::StatsResponse CollectStats(ServiceContext& context);
+// Starts one Subscribe stream (room_subscription.cc); it deletes itself.
+grpc::ServerWriteReactor<grpc::ByteBuffer>* NewRoomSubscription(ServiceContext* context,
+                                                                const grpc::ByteBuffer& request);
+
+// Whether a connection's client matches a Disconnect request.
+bool MatchesDisconnect(const v1::ClientInfo& client, const v1::DisconnectRequest& request);
+
+// The live counts behind Rooms.Stats; `done` runs once with them (from the
+// broker's completion).
+void CollectStats(ServiceContext& context, absl::AnyInvocable<void(v1::StatsResponse) &&> done);
+
+// Estimate of the queue bytes of a reply or control message beside its
+// payload (ids, status, framing). Used only for byte accounting.
+inline constexpr size_t kControlMessageBytes = 64;
 
 }  // namespace roomcast::core
 

@@ -24,6 +24,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "tests/core/fake_clock.h"
+#include "tests/core/sync_broker.h"
 
 namespace roomcast::core {
 namespace {
@@ -33,7 +34,7 @@ using ::testing::IsEmpty;
 
 // One line per event, the way a user would describe what arrived:
 // "msg 3 m3" for a message (offset, data), "JOIN c1" / "LEAVE c1" for presence.
-std::string Describe(const v1::RoomEvent& event) {
+std::string Describe(const RoomEvent& event) {
   if (event.has_message()) {
     return absl::StrCat("msg ", event.message().position().offset(), " ", event.message().data());
   }
@@ -98,7 +99,7 @@ class RecordingSubscriber final : public Subscriber {
 // Stop() or destruction (so a failed ASSERT never leaves it running).
 class BackgroundPublisher {
  public:
-  BackgroundPublisher(Broker& broker, std::string room)
+  BackgroundPublisher(SyncBroker& broker, std::string room)
       : thread_([this, &broker, room = std::move(room)] {
           while (!stop_.load()) {
             if (!broker.Publish(room, "", nullptr).ok()) failures_.fetch_add(1);
@@ -142,10 +143,15 @@ class MemoryBrokerTest : public ::testing::Test {
     options_.max_payload_bytes = 16;
   }
 
-  // Created on first use so a test may adjust options_ before.
-  MemoryBroker& broker() {
-    if (broker_ == nullptr) broker_ = std::make_unique<MemoryBroker>(options_, &clock_);
-    return *broker_;
+  // Created on first use so a test may adjust options_ before. Driven
+  // through its asynchronous interface, one completion at a time.
+  SyncBroker& broker() {
+    if (broker_ == nullptr) {
+      policy_ = std::make_unique<Policy>(options_);
+      broker_ = std::make_unique<MemoryBroker>(policy_.get(), &clock_);
+      sync_ = std::make_unique<SyncBroker>(*broker_, *policy_);
+    }
+    return *sync_;
   }
 
   static v1::Position Pos(absl::string_view epoch, uint64_t offset) {
@@ -236,8 +242,22 @@ class MemoryBrokerTest : public ::testing::Test {
 
   EngineOptions options_;
   FakeClock clock_;
+  std::unique_ptr<Policy> policy_;
   std::unique_ptr<MemoryBroker> broker_;
+  std::unique_ptr<SyncBroker> sync_;
 };
+
+// Spins (yielding) until `done()` or a 10 s deadline; false on the deadline,
+// so a broken broker fails the test instead of hanging it.
+template <class Pred>
+bool SpinUntil(Pred done, absl::Duration timeout = absl::Seconds(10)) {
+  const absl::Time deadline = absl::Now() + timeout;
+  while (!done()) {
+    if (absl::Now() > deadline) return false;
+    std::this_thread::yield();
+  }
+  return true;
+}
 
 // ---------------------------------------------------------------------------
 // Ordering and offsets
@@ -573,7 +593,10 @@ TEST_F(MemoryBrokerTest, JoinsRacingAPublisherSeeNoGapAndNoDuplicate) {
   std::vector<uint64_t> cursors;
   BackgroundPublisher publisher(broker(), "lobby");
   for (int k = 0; k < kJoiners; ++k) {
-    while (broker().Stats().messages_published_total < 20u * (k + 1)) std::this_thread::yield();
+    ASSERT_TRUE(SpinUntil([&] {
+      return broker().Stats().messages_published_total >= 20u * (k + 1);
+    })) << "the publisher stalled before joiner "
+        << k;
     absl::StatusOr<HistoryResult> now = History("lobby", std::nullopt, 1);
     ASSERT_TRUE(now.ok()) << now.status();
     subscribers.push_back(std::make_unique<RecordingSubscriber>());
@@ -582,7 +605,8 @@ TEST_F(MemoryBrokerTest, JoinsRacingAPublisherSeeNoGapAndNoDuplicate) {
     ASSERT_TRUE(r.ok()) << r.status();
     EXPECT_TRUE(r->recovered);
   }
-  while (subscribers.back()->size() < 200) std::this_thread::yield();
+  ASSERT_TRUE(SpinUntil([&] { return subscribers.back()->size() >= 200; }))
+      << "the last joiner got " << subscribers.back()->size() << " events";
   publisher.Stop();
   EXPECT_EQ(publisher.failures(), 0);
 
@@ -623,13 +647,15 @@ TEST_F(MemoryBrokerTest, LeavesDuringConcurrentPublishingCutTheStreamCleanly) {
     leavers.push_back(std::make_unique<RecordingSubscriber>());
     RecordingSubscriber& leaver = *leavers.back();
     ASSERT_TRUE(Join("lobby", leaver).ok());
-    while (leaver.size() < 20) std::this_thread::yield();
+    ASSERT_TRUE(SpinUntil([&] { return leaver.size() >= 20; }))
+        << "leaver " << k << " got " << leaver.size() << " events";
     Leave("lobby", leaver);
     got_at_leave.push_back(leaver.size());
   }
   // Let the publisher go well past the last leave before stopping it.
   const size_t stayer_at_last_leave = stayer.size();
-  while (stayer.size() < stayer_at_last_leave + 200) std::this_thread::yield();
+  ASSERT_TRUE(SpinUntil([&] { return stayer.size() >= stayer_at_last_leave + 200; }))
+      << "the stayer got " << stayer.size() << " events";
   publisher.Stop();
 
   EXPECT_EQ(publisher.failures(), 0);

@@ -1,0 +1,29 @@
+#include "core/room_event.h"
+
+namespace roomcast::core {
+
+const std::string& RoomEvent::SubscribeFrame() const {
+  absl::call_once(frame_once_, [this] {
+    v1::SubscribeResponse response;
+    if (proto_.has_message()) {
+      *response.mutable_message() = proto_.message();
+    } else if (proto_.has_presence()) {
+      *response.mutable_presence() = proto_.presence();
+    }
+    // Serializing a message built in memory cannot fail short of running
+    // out of memory; an empty frame would reach the client as an empty
+    // SubscribeResponse, never as a crash.
+    response.SerializeToString(&frame_);
+  });
+  return frame_;
+}
+
+size_t RoomEvent::QueuedBytes() const {
+  constexpr size_t kOverhead = 64;  // Estimate: position, time, framing.
+  if (proto_.has_message()) {
+    return kOverhead + proto_.message().room().size() + proto_.message().data().size();
+  }
+  return kOverhead + proto_.presence().room().size() + proto_.presence().client().ByteSizeLong();
+}
+
+}  // namespace roomcast::core
