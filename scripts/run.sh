@@ -10,7 +10,7 @@ build_dir=${BUILD_DIR:-build}
 cmake -S . -B "$build_dir" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
 cmake --build "$build_dir" --target roomcast-core roomcast-edge
 
-"$build_dir/core/roomcast-core" --stats_room=stats &
+"$build_dir/core/roomcast-core" --stats_room=stats --namespaces=chat &
 core=$!
 edge_out=$(mktemp)
 "$build_dir/edge/roomcast-edge" "$@" >"$edge_out" &

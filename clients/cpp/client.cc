@@ -570,13 +570,13 @@ class PublishStreamCall final : public grpc::ClientBidiReactor<v1::PublishReques
 
   // Moves the next queued request into the write buffer if no write is in
   // flight; the caller then calls StartWriteInFlight() without the lock.
-  bool TakeNextLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(state_->mu) {
-    if (state_->writing || state_->outbox.empty() || state_->broken || state_->read_ended) {
-      return false;
-    }
-    in_flight_ = std::move(state_->outbox.front());
-    state_->outbox.pop_front();
-    state_->writing = true;
+  // `s` is this call's state (passed so that the thread-safety analysis sees
+  // the lock the caller holds).
+  bool TakeNextLocked(PublishState& s) ABSL_EXCLUSIVE_LOCKS_REQUIRED(s.mu) {
+    if (s.writing || s.outbox.empty() || s.broken || s.read_ended) return false;
+    in_flight_ = std::move(s.outbox.front());
+    s.outbox.pop_front();
+    s.writing = true;
     return true;
   }
   void StartWriteInFlight() { StartWrite(&in_flight_); }
@@ -594,7 +594,7 @@ class PublishStreamCall final : public grpc::ClientBidiReactor<v1::PublishReques
       if (!ok) {
         state_->broken = true;
       } else {
-        next = TakeNextLocked();
+        next = TakeNextLocked(*state_);
       }
     }
     if (next) StartWriteInFlight();
@@ -677,8 +677,8 @@ class PublishStream::Impl {
     uint64_t id = 0;
     bool write = false;
     {
-      absl::MutexLock lock(&state_->mu);
       PublishState& s = *state_;
+      absl::MutexLock lock(&s.mu);
       auto ready = [&s]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(s.mu) {
         return s.unacked.size() < s.max_unacked || s.read_ended || s.broken || s.closing;
       };
@@ -691,7 +691,7 @@ class PublishStream::Impl {
       request.set_id(id);
       s.outbox.push_back(std::move(request));
       s.unacked.push_back(id);
-      write = call_->TakeNextLocked();
+      write = call_->TakeNextLocked(s);
     }
     if (write) call_->StartWriteInFlight();
     return id;
@@ -703,8 +703,8 @@ class PublishStream::Impl {
     bool drained = false;
     bool ended = false;
     {
-      absl::MutexLock lock(&state_->mu);
       PublishState& s = *state_;
+      absl::MutexLock lock(&s.mu);
       s.closing = true;
       auto written = [&s]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(s.mu) {
         return (s.outbox.empty() && !s.writing) || s.read_ended || s.broken;
@@ -714,8 +714,8 @@ class PublishStream::Impl {
     }
     if (drained) {
       call_->HalfClose();  // The core finishes after the last ack.
-      absl::MutexLock lock(&state_->mu);
       PublishState& s = *state_;
+      absl::MutexLock lock(&s.mu);
       auto over = [&s]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(s.mu) { return s.read_ended || s.broken; };
       ended = s.mu.AwaitWithDeadline(absl::Condition(&over), deadline);
     }

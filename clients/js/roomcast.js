@@ -327,8 +327,13 @@ export class Roomcast extends Emitter {
         this._open();
       }
     };
+    // Connects after the constructor returns, so that handlers attached right
+    // after it see the first transition; requests made before then wait for
+    // that connection like requests made while connecting.
+    this._autoConnectPending = this.options.autoConnect;
     if (this.options.autoConnect) {
       queueMicrotask(() => {
+        this._autoConnectPending = false;
         if (!this._userClosed && this.state === "disconnected") this.connect();
       });
     }
@@ -568,7 +573,7 @@ export class Roomcast extends Emitter {
       const q = { op, body, timeout, resolve, reject, timer: null };
       if (this._userClosed) return reject(new RoomcastError("closed", "the client was closed"));
       if (this._useSse || (this.state === "connected" && this._ws)) return this._dispatch(q);
-      if (this.state === "disconnected") {
+      if (this.state === "disconnected" && !this._autoConnectPending) {
         return reject(new RoomcastError("disconnected", `cannot ${op}: not connected (call connect())`));
       }
       // Connecting: wait for the connection, within the request's timeout.

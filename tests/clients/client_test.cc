@@ -5,6 +5,7 @@
 // restart (where the epoch changes and the client must say recovered: false).
 #include "roomcast/client.h"
 
+#include <algorithm>
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <poll.h>
@@ -636,19 +637,26 @@ TEST_F(ClientTest, GivesUpAfterMaxFailedAttemptsWithJitteredBackoff) {
   std::unique_ptr<Client> client = NewClient(closed);  // reconnect_min 20 ms, max 200 ms.
   Recorder recorder;
   SubscribeOptions options = OneRoom("lobby");
-  options.max_failed_attempts = 4;
+  options.max_failed_attempts = 7;
   auto subscription = client->Subscribe(options, recorder.callback());
   ASSERT_TRUE(recorder.WaitForType(Event::Type::kDone));
 
   std::vector<Event> reconnecting = recorder.Of(Event::Type::kReconnecting);
-  ASSERT_THAT(reconnecting, SizeIs(3));
+  ASSERT_THAT(reconnecting, SizeIs(6));
   absl::Duration cap = absl::Milliseconds(20);
+  // Each delay is uniform in [0, cap]: the six fractions of their caps are
+  // not all the same (without jitter they would all be 1). A fixed delay
+  // passes this with probability ~0; full jitter fails it with ~1e-10.
+  std::vector<double> fractions;
   for (const Event& e : reconnecting) {
     EXPECT_EQ(e.status.code(), absl::StatusCode::kUnavailable);
     EXPECT_GE(e.retry_in, absl::ZeroDuration());
     EXPECT_LE(e.retry_in, cap);
-    cap *= 2;
+    fractions.push_back(absl::FDivDuration(e.retry_in, cap));
+    cap = std::min(cap * 2, absl::Milliseconds(200));
   }
+  auto [lowest, highest] = std::minmax_element(fractions.begin(), fractions.end());
+  EXPECT_GT(*highest - *lowest, 0.01) << "reconnect delays are not jittered";
   EXPECT_EQ(recorder.Of(Event::Type::kDone)[0].status.code(), absl::StatusCode::kUnavailable);
 }
 

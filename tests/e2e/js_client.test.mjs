@@ -178,6 +178,39 @@ describe("the module as the edge serves it", TEST, () => {
   });
 });
 
+describe("docs/js-client.md", TEST, () => {
+  // The intro example, copied from the doc as it stands, on the setup
+  // scripts/run.sh starts (a "chat" namespace): it must run as written.
+  test("the intro example runs verbatim", TEST, async () => {
+    const doc = fs.readFileSync(path.join(here, "..", "..", "docs", "js-client.md"), "utf8");
+    const example = doc.match(/<script type="module">\n([\s\S]*?)<\/script>/)[1];
+    const importLine = 'import { Roomcast } from "/roomcast.js";';
+    assert.ok(example.includes(importLine), "the example imports the module from /roomcast.js");
+    const body = example.replace(importLine, 'const { Roomcast } = await import("/roomcast.js");');
+    const core = await startCore(["--namespaces=chat"]);
+    const edge = await startEdge(core);
+    const p = await openPage(edge);
+    try {
+      const result = await p.eval(async (code) => {
+        const shown = [];
+        window.show = (data) => shown.push(data);
+        window.reloadFromHistory = () => shown.push("reload");
+        const run = new Function(`return (async () => { ${code}; return { position, members, messages }; })()`);
+        const { position, members, messages } = await run();
+        return { position, members: members.length, messages: messages.map((m) => m.data), shown };
+      }, body);
+      assert.equal(result.position.offset, "1");
+      assert.equal(result.members, 1);
+      assert.deepEqual(result.messages, [{ text: "hello" }]);
+      assert.deepEqual(p.errors, []);
+    } finally {
+      await p.close();
+      await stopProcess(edge);
+      await stopProcess(core);
+    }
+  });
+});
+
 describe("WebSocket transport", TEST, () => {
   let core, edge;
   before(async () => {

@@ -68,11 +68,12 @@ struct ClientOptions {
   // default (docs/protocol.md §6).
   int max_receive_message_bytes = 64 << 20;
   // HTTP/2 keepalive: detects a connection that died without a FIN (the
-  // stream would otherwise wait forever). The core accepts pings no more
-  // often than gRPC's server default of every 5 minutes (faster pings get
-  // the connection closed with "too many pings"), hence just over that.
-  absl::Duration keepalive_time = absl::Minutes(5) + absl::Seconds(10);
-  absl::Duration keepalive_timeout = absl::Seconds(20);
+  // stream would otherwise wait forever). roomcast-core accepts a ping every
+  // 10 s from a client, even without calls in flight (its
+  // --keepalive_min_recv_interval); a server with gRPC's default policy
+  // (one every 5 minutes) would answer faster pings with "too many pings".
+  absl::Duration keepalive_time = absl::Seconds(30);
+  absl::Duration keepalive_timeout = absl::Seconds(10);
 };
 
 // Per-call settings of unary calls.
