@@ -69,6 +69,21 @@ struct MemoryBroker::Room {
   bool Empty() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu) {
     return subscribers.empty() && members.empty() && history.empty();
   }
+  // Appends to `out` at most `limit` messages after offset `after`: the
+  // oldest first, or with `reverse` the newest first.
+  void CopyHistory(uint64_t after, uint32_t limit, bool reverse,
+                   std::vector<RoomEventPtr>& out) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu) {
+    // The first entry with offset > after (offsets are consecutive).
+    size_t first = 0;
+    if (!history.empty() && after >= OffsetOf(history.front())) {
+      first = after - OffsetOf(history.front()) + 1;
+    }
+    size_t count = std::min<size_t>(limit, history.size() - std::min(first, history.size()));
+    out.reserve(out.size() + count);
+    for (size_t i = 0; i < count; ++i) {
+      out.push_back(reverse ? history[history.size() - 1 - i] : history[first + i]);
+    }
+  }
   // Drops the messages older than the namespace's history_ttl.
   void TrimExpired(absl::Time now) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu) {
     if (history.empty()) return;
@@ -261,17 +276,7 @@ absl::StatusOr<HistoryResult> MemoryBroker::HistoryNow(const HistoryArgs& args) 
     after = since->offset();
   }
   room->TrimExpired(clock_->Now());
-  const auto& h = room->history;
-  // The first entry with offset > after (offsets are consecutive).
-  size_t first = 0;
-  if (!h.empty() && after >= OffsetOf(h.front())) first = after - OffsetOf(h.front()) + 1;
-  size_t count = std::min<size_t>(limit, h.size() - std::min(first, h.size()));
-  result.messages.reserve(count);
-  if (args.reverse) {
-    for (size_t i = 0; i < count; ++i) result.messages.push_back(h[h.size() - 1 - i]);
-  } else {
-    for (size_t i = 0; i < count; ++i) result.messages.push_back(h[first + i]);
-  }
+  room->CopyHistory(after, limit, args.reverse, result.messages);
   return result;
 }
 
