@@ -35,6 +35,8 @@ _LIBRARIES = {
 # Abseil (libabsl-dev 20220623): the components roomcast uses, as absl_<name>
 # (CMake: absl::<name>).
 _ABSL = [
+    "any_invocable",
+    "btree",
     "flags",
     "flags_parse",
     "flags_reflection",

@@ -12,6 +12,7 @@ packages=(
   python3-grpcio python3-protobuf
   chromium
   nats-server
+  bazel-bootstrap
 )
 # Node.js 20 or newer (playwright-core needs it) usually comes with the
 # machine image. Debian 12's own nodejs is 18: without a newer one, Debian's
