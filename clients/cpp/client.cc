@@ -7,7 +7,6 @@
 
 #include "absl/base/thread_annotations.h"
 #include "absl/random/random.h"
-#include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
@@ -24,6 +23,19 @@ absl::Status ToStatus(const grpc::Status& status) {
   return absl::Status(static_cast<absl::StatusCode>(status.error_code()), status.error_message());
 }
 
+// Whether the core ended a stream as a slow consumer: the status details
+// (a google.rpc.Status, here v1::RpcStatus) carry StreamEnd{SLOW_CONSUMER}.
+bool IsSlowConsumer(const grpc::Status& status) {
+  if (status.error_code() != grpc::StatusCode::RESOURCE_EXHAUSTED) return false;
+  v1::RpcStatus details;
+  if (!details.ParseFromString(status.error_details())) return false;
+  for (const google::protobuf::Any& any : details.details()) {
+    v1::StreamEnd end;
+    if (any.UnpackTo(&end) && end.code() == v1::SLOW_CONSUMER) return true;
+  }
+  return false;
+}
+
 // Stream ends after which a subscription reconnects and resumes. Everything
 // else (a bad room, OUT_OF_RANGE, ABORTED by Rooms.Disconnect, ...) would
 // fail the same way again, or was meant to stop us.
@@ -36,7 +48,7 @@ bool Retryable(const grpc::Status& status) {
       return true;
     case grpc::StatusCode::RESOURCE_EXHAUSTED:
       // A slow consumer resumes; "too many rooms" (max_rooms) would not pass.
-      return absl::StartsWith(status.error_message(), "slow consumer");
+      return IsSlowConsumer(status);
     default:
       return false;
   }
@@ -298,11 +310,6 @@ class Subscription::Impl {
     }
     absl::MutexLock lock(&mu_);
     finished_ = true;
-  }
-
-  static bool IsSlowConsumer(const grpc::Status& status) {
-    return status.error_code() == grpc::StatusCode::RESOURCE_EXHAUSTED &&
-           absl::StartsWith(status.error_message(), "slow consumer");
   }
 
   // After a slow-consumer end, reads what was missed with History, a page
