@@ -114,8 +114,10 @@ class Broker {
   // Starts the broker's own maintenance (sweeping, connections). Called once
   // before the first operation by its owner; errors stop the process start.
   virtual absl::Status Start() = 0;
-  // Stops maintenance; blocks until its threads are gone. Idempotent.
-  // Operations after Stop still complete (possibly with UNAVAILABLE).
+  // Stops maintenance; blocks until its threads are gone and every
+  // completion of an earlier operation has run (their owners may go away
+  // next). Idempotent. Operations after Stop still complete (possibly with
+  // UNAVAILABLE).
   virtual void Stop() = 0;
   // Runs one full round of maintenance now and returns when it is done
   // (tests with a fake clock; the broker also maintains itself).

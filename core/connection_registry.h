@@ -5,7 +5,10 @@
 //
 // Lock order: the registry's mutex is taken before any connection's own
 // locks and before broker locks; connections never call the registry while
-// holding those.
+// holding those. Connection::Disconnect runs under the registry's mutex and
+// may issue broker Leaves (after releasing its own locks): broker calls
+// never block (core/broker.h), and broker completions never call the
+// registry.
 #ifndef ROOMCAST_CORE_CONNECTION_REGISTRY_H_
 #define ROOMCAST_CORE_CONNECTION_REGISTRY_H_
 

@@ -11,6 +11,7 @@
 #include "core/broker_factory.h"
 #include "core/options.h"
 #include "core/server.h"
+#include "spdlog/sinks/stdout_color_sinks.h"
 #include "spdlog/spdlog.h"
 
 ABSL_FLAG(std::string, listen, "127.0.0.1:50051", "gRPC listen address; port 0 picks a free port");
@@ -65,6 +66,9 @@ ABSL_FLAG(absl::Duration, shutdown_grace, absl::Seconds(5),
 int main(int argc, char** argv) {
   absl::SetProgramUsageMessage("roomcast-core: rooms, history, presence and fan-out over gRPC");
   absl::ParseCommandLine(argc, argv);
+  // Logs go to stderr: stdout carries only the "listening on" line that
+  // scripts and tests read.
+  spdlog::set_default_logger(spdlog::stderr_color_mt("roomcast-core"));
 
   roomcast::core::CoreOptions options;
   options.listen = absl::GetFlag(FLAGS_listen);
