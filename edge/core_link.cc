@@ -1,43 +1,62 @@
 #include "edge/core_link.h"
 
 #include <algorithm>
-#include <cstdio>
+#include <deque>
 #include <utility>
 #include <vector>
 
 #include "absl/random/random.h"
 #include "absl/strings/str_cat.h"
 #include "grpcpp/grpcpp.h"
+#include "spdlog/spdlog.h"
 
 namespace roomcast::edge {
 
 // One attempt at the EdgeLink stream. Writes go out one at a time from a
-// queue. Owned by CoreLink; destroyed by its thread after OnDone.
+// bounded queue (the outbox). Owned by CoreLink; destroyed by its thread
+// after OnDone.
 class CoreLink::Stream final : public grpc::ClientBidiReactor<v1::EdgeToCore, v1::CoreToEdge> {
  public:
+  enum class Sent { kQueued, kFull, kDone };
+
   Stream(CoreLink* link, uint64_t generation) : link_(link), generation_(generation) {
     link_->stub_->async()->Link(&ctx_, this);
     v1::EdgeToCore hello;
     hello.mutable_hello()->set_edge_name(link_->options_.edge_name);
-    Send(std::move(hello));
+    Send(std::move(hello), /*bounded=*/false);
     StartRead(&in_);
     StartCall();
   }
 
-  void Send(v1::EdgeToCore message) {
+  // Queues `message`; a `bounded` one only while the outbox has room (an
+  // empty outbox takes one message of any size).
+  Sent Send(v1::EdgeToCore message, bool bounded) {
+    const size_t bytes = message.ByteSizeLong();
     absl::MutexLock lock(&mu_);
-    if (done_) return;
+    if (done_) return Sent::kDone;
+    if (bounded && !out_.empty() &&
+        (out_.size() >= link_->options_.core_outbox_max_messages ||
+         out_bytes_ + bytes > link_->options_.core_outbox_max_bytes)) {
+      return Sent::kFull;
+    }
     out_.push_back(std::move(message));
+    out_bytes_ += bytes;
     if (!writing_) {
       writing_ = true;
       StartWrite(&out_.front());
     }
+    return Sent::kQueued;
   }
 
-  void Cancel() { ctx_.TryCancel(); }
+  // Ends the stream on purpose (CoreLink::Stop).
+  void Cancel() {
+    cancelled_.store(true);
+    ctx_.TryCancel();
+  }
 
   void OnWriteDone(bool ok) override {
     absl::MutexLock lock(&mu_);
+    out_bytes_ -= out_.front().ByteSizeLong();
     out_.pop_front();
     writing_ = false;
     if (ok && !out_.empty()) {
@@ -56,10 +75,10 @@ class CoreLink::Stream final : public grpc::ClientBidiReactor<v1::EdgeToCore, v1
         link_->OnReply(generation_, std::move(*in_.mutable_reply()));
         break;
       case v1::CoreToEdge::kEvents:
-        link_->handler_.on_events(in_.events());
+        if (link_->handler_.on_events) link_->handler_.on_events(in_.events());
         break;
       case v1::CoreToEdge::kDisconnect:
-        link_->handler_.on_disconnect(in_.disconnect());
+        if (link_->handler_.on_disconnect) link_->handler_.on_disconnect(in_.disconnect());
         break;
       case v1::CoreToEdge::KIND_NOT_SET:
         break;
@@ -72,9 +91,9 @@ class CoreLink::Stream final : public grpc::ClientBidiReactor<v1::EdgeToCore, v1
       absl::MutexLock lock(&mu_);
       done_ = true;
     }
-    if (!status.ok()) {
-      std::fprintf(stderr, "roomcast-edge: core link ended: %s (%d)\n",
-                   status.error_message().c_str(), static_cast<int>(status.error_code()));
+    if (!status.ok() && !cancelled_.load()) {
+      spdlog::warn("core link stream ended generation={} code={} message=\"{}\"", generation_,
+                   static_cast<int>(status.error_code()), status.error_message());
     }
     link_->OnStreamDone(generation_);
   }
@@ -86,6 +105,8 @@ class CoreLink::Stream final : public grpc::ClientBidiReactor<v1::EdgeToCore, v1
   v1::CoreToEdge in_;
   absl::Mutex mu_;
   std::deque<v1::EdgeToCore> out_ ABSL_GUARDED_BY(mu_);
+  size_t out_bytes_ ABSL_GUARDED_BY(mu_) = 0;  // ByteSizeLong() of out_.
+  std::atomic<bool> cancelled_{false};
   bool writing_ ABSL_GUARDED_BY(mu_) = false;
   bool done_ ABSL_GUARDED_BY(mu_) = false;
 };
@@ -93,14 +114,18 @@ class CoreLink::Stream final : public grpc::ClientBidiReactor<v1::EdgeToCore, v1
 CoreLink::CoreLink(const EdgeOptions& options, Handler handler)
     : options_(options), handler_(std::move(handler)) {
   grpc::ChannelArguments args;
-  // Notice a dead core within ~30 s even when no traffic flows.
-  args.SetInt(GRPC_ARG_KEEPALIVE_TIME_MS, 20'000);
-  args.SetInt(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, 10'000);
+  // Notice a dead core even when no traffic flows.
+  args.SetInt(GRPC_ARG_KEEPALIVE_TIME_MS,
+              static_cast<int>(absl::ToInt64Milliseconds(options_.core_keepalive_time)));
+  args.SetInt(GRPC_ARG_KEEPALIVE_TIMEOUT_MS,
+              static_cast<int>(absl::ToInt64Milliseconds(options_.core_keepalive_timeout)));
   args.SetInt(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1);
-  // Reconnect pacing is ours (with jitter); keep gRPC's own short.
-  args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 100);
-  args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 1000);
-  args.SetMaxReceiveMessageSize(64 << 20);
+  // Reconnect pacing is ours (with jitter); keep gRPC's own within ours.
+  args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS,
+              static_cast<int>(absl::ToInt64Milliseconds(options_.reconnect_min)));
+  args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS,
+              static_cast<int>(absl::ToInt64Milliseconds(options_.reconnect_max)));
+  args.SetMaxReceiveMessageSize(static_cast<int>(options_.core_max_receive_bytes));
   stub_ = v1::EdgeLink::NewStub(
       grpc::CreateCustomChannel(options_.core, grpc::InsecureChannelCredentials(), args));
 }
@@ -138,7 +163,7 @@ void CoreLink::Run() {
       while (!stream_done_) {
         auto wake = [this]()
                         ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return stream_done_ || stopping_; };
-        mu_.AwaitWithTimeout(absl::Condition(&wake), absl::Milliseconds(200));
+        mu_.AwaitWithTimeout(absl::Condition(&wake), options_.request_timeout_check);
         if (stopping_ && !stream_done_) {
           stream_->Cancel();
           mu_.Await(absl::Condition(&stream_done_));
@@ -154,7 +179,17 @@ void CoreLink::Run() {
     was_up = generation_.exchange(0) == generation;
     FailPending();
     if (was_up) {
-      handler_.on_state(false);
+      bool stopping;
+      {
+        absl::MutexLock lock(&mu_);
+        stopping = stopping_;
+      }
+      if (stopping) {
+        spdlog::info("core link stopped generation={}", generation);
+      } else {
+        spdlog::warn("core link down generation={} core={}", generation, options_.core);
+      }
+      if (handler_.on_state) handler_.on_state(false);
       backoff_cap = options_.reconnect_min;
     }
     // Full jitter: sleep a uniform time in [0, cap], then double the cap.
@@ -169,7 +204,8 @@ void CoreLink::Run() {
 
 void CoreLink::OnWelcome(uint64_t generation) {
   generation_.store(generation, std::memory_order_release);
-  handler_.on_state(true);
+  spdlog::info("core link up generation={} core={}", generation, options_.core);
+  if (handler_.on_state) handler_.on_state(true);
 }
 
 void CoreLink::OnStreamDone(uint64_t generation) {
@@ -177,31 +213,65 @@ void CoreLink::OnStreamDone(uint64_t generation) {
   if (stream_generation_ == generation) stream_done_ = true;
 }
 
-void CoreLink::Send(uint64_t generation, v1::EdgeToCore message) {
-  absl::MutexLock lock(&mu_);
-  if (stream_ == nullptr || stream_generation_ != generation || stream_done_) return;
-  stream_->Send(std::move(message));
+bool CoreLink::Send(uint64_t generation, v1::EdgeToCore message) {
+  const bool bounded = !message.has_client_disconnected();
+  Stream::Sent sent = Stream::Sent::kDone;
+  {
+    absl::MutexLock lock(&mu_);
+    if (stream_ == nullptr || stream_generation_ != generation || stream_done_) return false;
+    sent = stream_->Send(std::move(message), bounded);
+  }
+  if (sent == Stream::Sent::kFull) {
+    CountOverflow(generation);
+  } else if (sent == Stream::Sent::kQueued) {
+    overflow_logged_.store(false, std::memory_order_relaxed);
+  }
+  return sent == Stream::Sent::kQueued;
 }
 
 void CoreLink::Request(uint64_t generation, v1::EdgeRequest request, ReplyCallback on_reply) {
   uint64_t id = next_request_id_.fetch_add(1);
   request.set_request_id(id);
+  Stream::Sent sent = Stream::Sent::kDone;
   {
     absl::MutexLock lock(&mu_);
     if (stream_ != nullptr && stream_generation_ == generation && !stream_done_ &&
         generation_.load() == generation) {
-      pending_.emplace(id, Pending{std::move(on_reply), absl::Now() + options_.request_timeout});
       v1::EdgeToCore message;
       *message.mutable_request() = std::move(request);
-      stream_->Send(std::move(message));
-      return;
+      // Registered before the request can reach the core.
+      auto it =
+          pending_.emplace(id, Pending{std::move(on_reply), absl::Now() + options_.request_timeout})
+              .first;
+      sent = stream_->Send(std::move(message), /*bounded=*/true);
+      if (sent == Stream::Sent::kQueued) {
+        overflow_logged_.store(false, std::memory_order_relaxed);
+        return;
+      }
+      on_reply = std::move(it->second.callback);
+      pending_.erase(it);
     }
   }
   v1::EdgeReply reply;
   reply.set_request_id(id);
-  reply.mutable_error()->set_code(grpc::StatusCode::UNAVAILABLE);
-  reply.mutable_error()->set_message("the core link is down; reconnect");
+  if (sent == Stream::Sent::kFull) {
+    CountOverflow(generation);
+    reply.mutable_error()->set_code(grpc::StatusCode::RESOURCE_EXHAUSTED);
+    reply.mutable_error()->set_message("the edge's link to the core is congested; retry later");
+  } else {
+    reply.mutable_error()->set_code(grpc::StatusCode::UNAVAILABLE);
+    reply.mutable_error()->set_message("the core link is down; reconnect");
+  }
   on_reply(std::move(reply));
+}
+
+void CoreLink::CountOverflow(uint64_t generation) {
+  const uint64_t total = overflow_total_.fetch_add(1, std::memory_order_relaxed) + 1;
+  // Once per episode: the outbox stays full for many messages in a row.
+  if (!overflow_logged_.exchange(true, std::memory_order_relaxed)) {
+    spdlog::warn("core link outbox full, refusing messages generation={} overflow_total={}",
+                 generation, total);
+  }
 }
 
 void CoreLink::OnReply(uint64_t generation, v1::EdgeReply reply) {

@@ -11,6 +11,8 @@
 #include "absl/flags/usage.h"
 #include "edge/edge_server.h"
 #include "edge/options.h"
+#include "spdlog/sinks/stdout_sinks.h"
+#include "spdlog/spdlog.h"
 
 ABSL_FLAG(std::string, listen, "127.0.0.1:8080", "HTTP listen address; port 0 picks a free port");
 ABSL_FLAG(std::string, core, "127.0.0.1:50051", "address of roomcast-core");
@@ -25,6 +27,10 @@ ABSL_FLAG(int, max_bad_requests, 20, "malformed/limited requests before closing 
 ABSL_FLAG(uint64_t, max_queued_bytes, 1 << 20,
           "bytes queued per client before a slow-consumer close");
 ABSL_FLAG(absl::Duration, idle_timeout, absl::Seconds(30), "WebSocket ping/idle timeout");
+ABSL_FLAG(absl::Duration, handshake_timeout, absl::Seconds(10),
+          "time to complete the HTTP request or the WebSocket handshake");
+ABSL_FLAG(absl::Duration, write_timeout, absl::Seconds(30),
+          "a write that makes no progress for this long means a dead peer");
 ABSL_FLAG(absl::Duration, write_delay, absl::Milliseconds(20),
           "a busy WebSocket or SSE connection writes at most once per this (0: no limit)");
 ABSL_FLAG(absl::Duration, sse_heartbeat, absl::Seconds(15), "SSE heartbeat comment interval");
@@ -36,6 +42,17 @@ ABSL_FLAG(absl::Duration, request_timeout, absl::Seconds(10),
           "a browser request the core has not answered by then fails (DEADLINE_EXCEEDED) and "
           "the client is told to reconnect (4000)");
 ABSL_FLAG(absl::Duration, shutdown_grace, absl::Seconds(3), "time to drain clients on SIGTERM");
+ABSL_FLAG(uint64_t, core_outbox_max_messages, 10'000,
+          "messages waiting for the core before requests fail with RESOURCE_EXHAUSTED");
+ABSL_FLAG(uint64_t, core_outbox_max_bytes, 16 << 20,
+          "bytes waiting for the core before requests fail with RESOURCE_EXHAUSTED");
+ABSL_FLAG(uint64_t, max_header_bytes, 8 * 1024, "largest HTTP request header block");
+ABSL_FLAG(uint64_t, max_batch_bytes, 64 * 1024,
+          "a write carries queued frames up to this size (and does not wait for write_delay)");
+ABSL_FLAG(uint64_t, reply_queue_factor, 16,
+          "replies may queue up to this many times max_queued_bytes before a slow-consumer close");
+ABSL_FLAG(int, retry_after, 5, "Retry-After seconds on a 503 refusal");
+ABSL_FLAG(std::string, log_level, "info", "trace, debug, info, warn, error or off (stderr)");
 
 int main(int argc, char** argv) {
   absl::SetProgramUsageMessage("roomcast-edge: browsers over WebSocket and SSE, through the core");
@@ -54,14 +71,39 @@ int main(int argc, char** argv) {
   options.max_bad_requests = absl::GetFlag(FLAGS_max_bad_requests);
   options.max_queued_bytes = absl::GetFlag(FLAGS_max_queued_bytes);
   options.idle_timeout = absl::GetFlag(FLAGS_idle_timeout);
+  options.handshake_timeout = absl::GetFlag(FLAGS_handshake_timeout);
+  options.write_timeout = absl::GetFlag(FLAGS_write_timeout);
   options.sse_heartbeat = absl::GetFlag(FLAGS_sse_heartbeat);
   options.write_delay = absl::GetFlag(FLAGS_write_delay);
   options.request_timeout = absl::GetFlag(FLAGS_request_timeout);
   options.sse_retry = absl::GetFlag(FLAGS_sse_retry);
   options.allowed_origins = absl::GetFlag(FLAGS_allowed_origins);
   options.shutdown_grace = absl::GetFlag(FLAGS_shutdown_grace);
+  options.core_outbox_max_messages = absl::GetFlag(FLAGS_core_outbox_max_messages);
+  options.core_outbox_max_bytes = absl::GetFlag(FLAGS_core_outbox_max_bytes);
+  options.max_header_bytes = absl::GetFlag(FLAGS_max_header_bytes);
+  options.max_batch_bytes = absl::GetFlag(FLAGS_max_batch_bytes);
+  options.reply_queue_factor = absl::GetFlag(FLAGS_reply_queue_factor);
+  options.retry_after_seconds = absl::GetFlag(FLAGS_retry_after);
+
+  // Logs go to stderr; stdout carries only the "listening on" line.
+  spdlog::set_default_logger(spdlog::stderr_logger_mt("roomcast-edge"));
+  spdlog::set_pattern("%Y-%m-%dT%H:%M:%S.%e %L roomcast-edge %v");
+  spdlog::level::level_enum level = spdlog::level::from_str(absl::GetFlag(FLAGS_log_level));
+  if (level == spdlog::level::off && absl::GetFlag(FLAGS_log_level) != "off") {
+    spdlog::error("bad flag --log_level={}", absl::GetFlag(FLAGS_log_level));
+    return 2;
+  }
+  spdlog::set_level(level);
   if (options.threads < 1 || options.threads > 256) {
-    std::fprintf(stderr, "roomcast-edge: --threads must be 1..256\n");
+    spdlog::error("bad flag --threads={} (must be 1..256)", options.threads);
+    return 2;
+  }
+  if (options.max_header_bytes == 0 || options.max_header_bytes > UINT32_MAX ||
+      options.max_batch_bytes == 0 || options.core_outbox_max_messages == 0) {
+    spdlog::error(
+        "bad flags: --max_header_bytes (at most 4 GiB), --max_batch_bytes and "
+        "--core_outbox_max_messages must be positive");
     return 2;
   }
 
@@ -75,7 +117,7 @@ int main(int argc, char** argv) {
   roomcast::edge::EdgeServer server(options);
   absl::StatusOr<std::string> address = server.Start();
   if (!address.ok()) {
-    std::fprintf(stderr, "roomcast-edge: %s\n", std::string(address.status().message()).c_str());
+    spdlog::error("start failed error=\"{}\"", std::string(address.status().message()));
     return 1;
   }
   std::printf("listening on %s\n", address->c_str());
@@ -83,7 +125,7 @@ int main(int argc, char** argv) {
 
   int signal = 0;
   sigwait(&signals, &signal);
-  std::fprintf(stderr, "roomcast-edge: signal %d, shutting down\n", signal);
+  spdlog::info("signal received signal={}", signal);
   server.Shutdown();
   return 0;
 }

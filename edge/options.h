@@ -74,6 +74,53 @@ struct EdgeOptions {
   absl::Duration request_timeout = absl::Seconds(10);
   // Graceful shutdown: how long clients get to receive their close frames.
   absl::Duration shutdown_grace = absl::Seconds(3);
+
+  // The core link's outbox (messages waiting to be written to the core): past
+  // either bound, requests fail at once with RESOURCE_EXHAUSTED and a client
+  // whose client_connected cannot be queued is closed with 4000, so a core
+  // that stops reading costs the edge bounded memory. Client disconnects are
+  // always queued (at most one per client): dropping one would leave a ghost
+  // member at the core.
+  size_t core_outbox_max_messages = 10'000;
+  size_t core_outbox_max_bytes = 16 * 1024 * 1024;
+  // Largest message accepted from the core (a join replaying history can be
+  // large).
+  size_t core_max_receive_bytes = 64 * 1024 * 1024;
+  // gRPC keepalive on the core link: notice a dead core within about
+  // keepalive_time + keepalive_timeout even when no traffic flows.
+  absl::Duration core_keepalive_time = absl::Seconds(20);
+  absl::Duration core_keepalive_timeout = absl::Seconds(10);
+  // How often the link checks pending requests for request_timeout (so a
+  // timeout fires at most this late).
+  absl::Duration request_timeout_check = absl::Milliseconds(200);
+
+  // HTTP: largest request header block (browsers send a few KiB; more is
+  // abuse), and the slack allowed above max_frame_bytes for a POST /publish
+  // body (the JSON around the published data).
+  size_t max_header_bytes = 8 * 1024;
+  size_t publish_body_slack_bytes = 1024;
+  // A write takes queued frames up to this size (at least one) into one
+  // WebSocket message, so no message is much larger than this unless one
+  // frame is; a connection with this much waiting writes without waiting for
+  // write_delay.
+  size_t max_batch_bytes = 64 * 1024;
+  // Replies to a connection's own requests may queue up to this many times
+  // max_queued_bytes (room for a large resume) before the connection counts
+  // as a slow consumer.
+  size_t reply_queue_factor = 16;
+  // Retry-After (seconds) on a 503 refusal (full, no core link, shutting
+  // down): long enough that a refused crowd does not come straight back.
+  int retry_after_seconds = 5;
+  // A WebSocket close frame carries at most 125 bytes of payload (RFC 6455),
+  // 2 of them the code; longer reasons are cut to this.
+  size_t max_close_reason_bytes = 120;
+  // Malformed or rate-limited requests are counted over this window
+  // (max_bad_requests per window): an occasional mistake never adds up to a
+  // close, a client stuck in a loop of them does.
+  absl::Duration bad_request_window = absl::Minutes(1);
+  // Access-Control-Max-Age of a /publish preflight: how long a browser may
+  // cache it.
+  absl::Duration cors_max_age = absl::Seconds(600);
 };
 
 }  // namespace roomcast::edge
