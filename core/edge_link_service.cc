@@ -10,6 +10,7 @@
 // that is still pending when its client leaves (or the link ends) is undone
 // from its own completion once the broker says it succeeded: a Leave must
 // only undo a Join that succeeded.
+#include <algorithm>
 #include <string>
 #include <utility>
 #include <variant>
@@ -122,7 +123,9 @@ class EdgeLinkReactor final
     }
     // Coalesce consecutive room events into one write.
     v1::EdgeEvents* events = out.mutable_events();
-    queue.TakeBatch(context_->options->max_events_per_edge_batch, [events](Item& item) {
+    // At least one, or a zero limit would write empty batches forever.
+    const size_t max_events = std::max<size_t>(1, context_->options->max_events_per_edge_batch);
+    queue.TakeBatch(max_events, [events](Item& item) {
       auto* event = std::get_if<RoomEventPtr>(&item);
       if (event == nullptr) return false;
       *events->add_events() = (*event)->proto();

@@ -10,10 +10,10 @@ const std::string& RoomEvent::SubscribeFrame() const {
     } else if (proto_.has_presence()) {
       *response.mutable_presence() = proto_.presence();
     }
-    // Serializing a message built in memory cannot fail short of running
-    // out of memory; an empty frame would reach the client as an empty
-    // SubscribeResponse, never as a crash.
-    response.SerializeToString(&frame_);
+    // Serializing a message built in memory fails only past protobuf's 2 GiB
+    // limit, which payload limits rule out; should it happen, the client
+    // gets an empty SubscribeResponse, never a crash or half a frame.
+    if (!response.SerializeToString(&frame_)) frame_.clear();
   });
   return frame_;
 }

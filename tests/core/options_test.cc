@@ -151,5 +151,19 @@ TEST_F(ParseNamespacesTest, NamespaceNameWithDotIsInvalid) {
   ExpectInvalid("a.b", "invalid namespace name");
 }
 
+// The limits that were literals in the services and the server keep their
+// values as CoreOptions defaults (behaviour unchanged unless a flag says so).
+TEST(CoreOptionsTest, DefaultsKeepTheLimitsThatUsedToBeLiterals) {
+  CoreOptions options;
+  EXPECT_EQ(options.broker, "memory");
+  EXPECT_EQ(options.engine.max_client_id_bytes, 256u);
+  EXPECT_EQ(options.max_events_per_edge_batch, 512u);
+  EXPECT_EQ(options.keepalive_time, absl::Seconds(30));
+  EXPECT_EQ(options.keepalive_timeout, absl::Seconds(10));
+  EXPECT_EQ(options.min_client_ping_interval, absl::Seconds(10));
+  EXPECT_EQ(options.max_envelope_bytes, 64u * 1024);
+  EXPECT_EQ(options.stats_interval, absl::Seconds(1));
+}
+
 }  // namespace
 }  // namespace roomcast::core
