@@ -2,6 +2,13 @@
 // connections (WebSocket /ws, SSE /sse, POST /publish, /healthz, /metrics,
 // the demo page at /) and carries them over one CoreLink to the core.
 // Used by main.cc and by tests (port 0).
+//
+// Owns everything it runs: options.threads I/O threads (one io_context
+// each, the "shards"), the hub, the core link and every session. Start and
+// Shutdown are called from one thread (not from an I/O thread). Errors:
+// Start returns INVALID_ARGUMENT for a malformed listen address and
+// UNAVAILABLE when it cannot be bound; everything after that is logged
+// (spdlog) and handled per connection.
 #ifndef ROOMCAST_EDGE_EDGE_SERVER_H_
 #define ROOMCAST_EDGE_EDGE_SERVER_H_
 

@@ -104,7 +104,6 @@ class RoomSet {
   // Forgets every room and returns the joined ones.
   std::vector<std::string> TakeJoined();
 
-  bool joined(const std::string& room) const { return joined_.contains(room); }
   size_t size() const { return joined_.size() + joining_.size(); }
 
  private:
