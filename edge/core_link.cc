@@ -49,10 +49,7 @@ class CoreLink::Stream final : public grpc::ClientBidiReactor<v1::EdgeToCore, v1
   }
 
   // Ends the stream on purpose (CoreLink::Stop).
-  void Cancel() {
-    cancelled_.store(true);
-    ctx_.TryCancel();
-  }
+  void Cancel() { ctx_.TryCancel(); }
 
   void OnWriteDone(bool ok) override {
     absl::MutexLock lock(&mu_);
@@ -91,11 +88,7 @@ class CoreLink::Stream final : public grpc::ClientBidiReactor<v1::EdgeToCore, v1
       absl::MutexLock lock(&mu_);
       done_ = true;
     }
-    if (!status.ok() && !cancelled_.load()) {
-      spdlog::warn("core link stream ended generation={} code={} message=\"{}\"", generation_,
-                   static_cast<int>(status.error_code()), status.error_message());
-    }
-    link_->OnStreamDone(generation_);
+    link_->OnStreamDone(generation_, status);
   }
 
  private:
@@ -106,7 +99,6 @@ class CoreLink::Stream final : public grpc::ClientBidiReactor<v1::EdgeToCore, v1
   absl::Mutex mu_;
   std::deque<v1::EdgeToCore> out_ ABSL_GUARDED_BY(mu_);
   size_t out_bytes_ ABSL_GUARDED_BY(mu_) = 0;  // ByteSizeLong() of out_.
-  std::atomic<bool> cancelled_{false};
   bool writing_ ABSL_GUARDED_BY(mu_) = false;
   bool done_ ABSL_GUARDED_BY(mu_) = false;
 };
@@ -148,6 +140,7 @@ void CoreLink::Run() {
   absl::BitGen gen;
   absl::Duration backoff_cap = options_.reconnect_min;
   uint64_t generation = 0;
+  int failed_attempts = 0;  // Attempts in a row that never came up.
   for (;;) {
     {
       absl::MutexLock lock(&mu_);
@@ -178,17 +171,31 @@ void CoreLink::Run() {
     }
     was_up = generation_.exchange(0) == generation;
     FailPending();
-    if (was_up) {
-      bool stopping;
-      {
-        absl::MutexLock lock(&mu_);
-        stopping = stopping_;
-      }
-      if (stopping) {
-        spdlog::info("core link stopped generation={}", generation);
+    bool stopping;
+    grpc::Status status;
+    {
+      absl::MutexLock lock(&mu_);
+      stopping = stopping_;
+      status = stream_status_;
+    }
+    if (stopping) {
+      if (was_up) spdlog::info("core link stopped generation={}", generation);
+    } else if (was_up) {
+      spdlog::warn("core link down generation={} core={} code={} message=\"{}\"", generation,
+                   options_.core, static_cast<int>(status.error_code()), status.error_message());
+      failed_attempts = 0;
+    } else {
+      // Only the first of a run of failed attempts is a warning: a core that
+      // stays away would otherwise log one line per backoff step.
+      if (failed_attempts++ == 0) {
+        spdlog::warn("core link cannot connect, retrying core={} code={} message=\"{}\"",
+                     options_.core, static_cast<int>(status.error_code()), status.error_message());
       } else {
-        spdlog::warn("core link down generation={} core={}", generation, options_.core);
+        spdlog::debug("core link attempt failed core={} attempt={} code={}", options_.core,
+                      failed_attempts, static_cast<int>(status.error_code()));
       }
+    }
+    if (was_up) {
       if (handler_.on_state) handler_.on_state(false);
       backoff_cap = options_.reconnect_min;
     }
@@ -208,9 +215,11 @@ void CoreLink::OnWelcome(uint64_t generation) {
   if (handler_.on_state) handler_.on_state(true);
 }
 
-void CoreLink::OnStreamDone(uint64_t generation) {
+void CoreLink::OnStreamDone(uint64_t generation, const grpc::Status& status) {
   absl::MutexLock lock(&mu_);
-  if (stream_generation_ == generation) stream_done_ = true;
+  if (stream_generation_ != generation) return;
+  stream_done_ = true;
+  stream_status_ = status;
 }
 
 bool CoreLink::Send(uint64_t generation, v1::EdgeToCore message) {

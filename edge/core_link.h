@@ -81,7 +81,7 @@ class CoreLink {
   void Run();
   void OnWelcome(uint64_t generation);
   void OnReply(uint64_t generation, v1::EdgeReply reply);
-  void OnStreamDone(uint64_t generation);
+  void OnStreamDone(uint64_t generation, const grpc::Status& status);
   // Fails every pending request (the stream ended).
   void FailPending();
   void ExpirePending();
@@ -100,6 +100,7 @@ class CoreLink {
   absl::Mutex mu_;
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
   bool stream_done_ ABSL_GUARDED_BY(mu_) = false;
+  grpc::Status stream_status_ ABSL_GUARDED_BY(mu_);  // How the last stream ended.
   uint64_t stream_generation_ ABSL_GUARDED_BY(mu_) = 0;
   std::unique_ptr<Stream> stream_ ABSL_GUARDED_BY(mu_);
   absl::flat_hash_map<uint64_t, Pending> pending_ ABSL_GUARDED_BY(mu_);
