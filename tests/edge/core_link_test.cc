@@ -199,6 +199,31 @@ class CoreLinkTest : public ::testing::Test {
 
   // The link's on_state calls, once there are `count` of them (they come
   // just after generation() changes).
+  // Publishes 256 KiB requests to a core that does not read until the
+  // outbox has refused kStreak of them in a row, 10 ms apart (gRPC's
+  // transport window is full by then, so nothing drains any more). Every
+  // request must be either refused at once (RESOURCE_EXHAUSTED) or queued.
+  // Returns how many were refused.
+  int FillOutbox(uint64_t generation) {
+    constexpr int kStreak = 10;
+    const std::string payload(256 * 1024, 'x');
+    int refused = 0;
+    int streak = 0;
+    absl::Time deadline = absl::Now() + kWait;
+    while (streak < kStreak && absl::Now() < deadline) {
+      auto pending = Ask(generation, Publish("c1", "r", payload));
+      if (!pending->done.HasBeenNotified()) {
+        streak = 0;
+        continue;
+      }
+      EXPECT_EQ(pending->reply.error().code(), grpc::StatusCode::RESOURCE_EXHAUSTED);
+      ++refused;
+      if (++streak < kStreak) absl::SleepFor(absl::Milliseconds(10));
+    }
+    EXPECT_EQ(streak, kStreak) << "the outbox never stayed full";
+    return refused;
+  }
+
   std::vector<bool> states(size_t count) {
     absl::MutexLock lock(&mu_);
     auto enough = [this, count]()
@@ -304,17 +329,8 @@ TEST_F(CoreLinkTest, FullOutboxRefusesRequestsWithResourceExhausted) {
   options_.request_timeout = absl::Seconds(60);
   StartLink(fake.Start());
   uint64_t generation = WaitUp();
-  const std::string payload(256 * 1024, 'x');
-  std::vector<std::shared_ptr<PendingReply>> asked;
-  for (int i = 0; i < 64; ++i) asked.push_back(Ask(generation, Publish("c1", "r", payload)));
-  int refused = 0;
-  for (const auto& pending : asked) {
-    if (pending->done.HasBeenNotified()) {
-      EXPECT_EQ(pending->reply.error().code(), grpc::StatusCode::RESOURCE_EXHAUSTED);
-      ++refused;
-    }
-  }
-  EXPECT_GT(refused, 0);
+  int refused = FillOutbox(generation);
+  ASSERT_GT(refused, 0);
   EXPECT_FALSE(link_->Send(generation, Connected("c2")));
   EXPECT_TRUE(link_->Send(generation, Disconnected("c1")));
   EXPECT_EQ(link_->overflow_total(), static_cast<uint64_t>(refused) + 1);
@@ -326,16 +342,8 @@ TEST_F(CoreLinkTest, ByteBoundRefusesTooMuchData) {
   options_.request_timeout = absl::Seconds(60);
   StartLink(fake.Start());
   uint64_t generation = WaitUp();
-  const std::string payload(256 * 1024, 'x');
-  int refused = 0;
-  for (int i = 0; i < 64; ++i) {
-    auto pending = Ask(generation, Publish("c1", "r", payload));
-    if (pending->done.HasBeenNotified()) {
-      EXPECT_EQ(pending->reply.error().code(), grpc::StatusCode::RESOURCE_EXHAUSTED);
-      ++refused;
-    }
-  }
-  EXPECT_GT(refused, 0);
+  int refused = FillOutbox(generation);
+  ASSERT_GT(refused, 0);
   EXPECT_EQ(link_->overflow_total(), static_cast<uint64_t>(refused));
 }
 
