@@ -70,7 +70,7 @@ struct ClientOptions {
   // HTTP/2 keepalive: detects a connection that died without a FIN (the
   // stream would otherwise wait forever). roomcast-core accepts a ping every
   // 10 s from a client, even without calls in flight (its
-  // --keepalive_min_recv_interval); a server with gRPC's default policy
+  // --min_client_ping_interval); a server with gRPC's default policy
   // (one every 5 minutes) would answer faster pings with "too many pings".
   absl::Duration keepalive_time = absl::Seconds(30);
   absl::Duration keepalive_timeout = absl::Seconds(10);
