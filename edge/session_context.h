@@ -40,6 +40,11 @@ struct EdgeContext {
   // One per shard when options.write_delay > 0.
   std::vector<std::unique_ptr<DelayedWrites>> delayed_writes;
   std::atomic<bool> shutting_down{false};
+
+  // The write delay of `shard`; null when writes are not delayed.
+  DelayedWrites* delayed_writes_of(size_t shard) const {
+    return delayed_writes.empty() ? nullptr : delayed_writes[shard].get();
+  }
 };
 
 inline std::chrono::steady_clock::duration ToSteady(absl::Duration d) {
@@ -77,8 +82,9 @@ class DelayedWriter {
   virtual void Write() = 0;
 
   // Call when something was queued and no write is in flight; `queued` bytes
-  // wait. `self` is this session.
-  void ScheduleWrite(EdgeContext& ctx, size_t shard, const boost::asio::any_io_executor& executor,
+  // wait. `delayed` is the session's shard's write delay (null when writes
+  // are not delayed), `executor` its strand, `self` this session.
+  void ScheduleWrite(DelayedWrites* delayed, const boost::asio::any_io_executor& executor,
                      size_t queued, std::shared_ptr<DelayedWriter> self);
 
   // A write started now.
@@ -114,7 +120,7 @@ class DelayedWrites {
   std::vector<std::shared_ptr<DelayedWriter>> waiting_;
 };
 
-inline void DelayedWriter::ScheduleWrite(EdgeContext& ctx, size_t shard,
+inline void DelayedWriter::ScheduleWrite(DelayedWrites* delayed,
                                          const boost::asio::any_io_executor& executor,
                                          size_t queued, std::shared_ptr<DelayedWriter> self) {
   switch (scheduler_.OnQueued(queued, std::chrono::steady_clock::now())) {
@@ -124,8 +130,11 @@ inline void DelayedWriter::ScheduleWrite(EdgeContext& ctx, size_t shard,
       Write();
       return;
     case WriteScheduler::Action::kDelay:
-      ctx.delayed_writes[shard]->Add(std::move(self));
-      return;
+      if (delayed != nullptr) {
+        delayed->Add(std::move(self));
+        return;
+      }
+      [[fallthrough]];  // Not delaying after all: write after the handler.
     case WriteScheduler::Action::kPost:
       boost::asio::post(executor, [self = std::move(self)] { self->WriteNow(); });
       return;

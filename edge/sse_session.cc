@@ -183,8 +183,8 @@ class SseSession final : public Client,
   // write delay on a busy stream.
   void ScheduleWrite() {
     if (writing_ || state_ == State::kDone) return;
-    DelayedWriter::ScheduleWrite(ctx_, shard(), stream_.get_executor(), pending_.size(),
-                                 shared_from_this());
+    DelayedWriter::ScheduleWrite(ctx_.delayed_writes_of(shard()), stream_.get_executor(),
+                                 pending_.size(), shared_from_this());
   }
 
   void Write() override { MaybeWrite(); }

@@ -353,8 +353,8 @@ class WsSession final : public Client,
 
   void ScheduleWrite() {
     if (queue_.writing()) return;
-    DelayedWriter::ScheduleWrite(ctx_, shard(), ws_.get_executor(), queue_.queued_bytes(),
-                                 shared_from_this());
+    DelayedWriter::ScheduleWrite(ctx_.delayed_writes_of(shard()), ws_.get_executor(),
+                                 queue_.queued_bytes(), shared_from_this());
   }
 
   void Write() override { DoWrite(); }

@@ -1,6 +1,7 @@
 // roomcast-edge against a real roomcast-core, both on loopback port 0,
 // driven by real WebSocket and HTTP clients.
 import assert from "node:assert/strict";
+import fs from "node:fs";
 import { after, before, describe, test } from "node:test";
 import { Client, metrics, openSse, publish, roomsClient, startCore, startEdge, stopProcess, httpRequest, waitFor } from "./lib.mjs";
 
@@ -481,6 +482,21 @@ describe("edge limits", { timeout: 60000 }, () => {
   });
 });
 
+// SIGSTOP stops a process's threads only as each next runs in the kernel: on
+// a loaded machine one of them can still answer a request after kill()
+// returned. Waits until every thread of `pid` is stopped (state T).
+async function waitStopped(pid) {
+  const stopped = () => {
+    try {
+      return fs.readdirSync(`/proc/${pid}/task`).every((t) =>
+        /\) [Tt] /.test(fs.readFileSync(`/proc/${pid}/task/${t}/stat`, "utf8")));
+    } catch {
+      return false; // A thread ended while we looked: look again.
+    }
+  };
+  await waitFor(stopped, 5000, "the core stopped");
+}
+
 describe("edge and a core restart", { timeout: 60000 }, () => {
   test("a request the core does not answer in time fails with DEADLINE_EXCEEDED and the client is told to reconnect", async () => {
     const core = await startCore();
@@ -490,6 +506,7 @@ describe("edge and a core restart", { timeout: 60000 }, () => {
       await c.request({ join: { room: "stall" } });
       core.proc.kill("SIGSTOP"); // The link stays up; the core just does not answer.
       try {
+        await waitStopped(core.proc.pid);
         c.send({ id: 7, publish: { room: "stall", data: 1 } });
         const { code } = await c.closed;
         assert.equal(code, 4000);
