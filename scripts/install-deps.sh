@@ -7,7 +7,7 @@ packages=(
   build-essential cmake ninja-build pkg-config ccache
   protobuf-compiler protobuf-compiler-grpc libprotobuf-dev libgrpc++-dev
   libboost1.81-dev libboost-json1.81-dev libboost-url1.81-dev
-  libgtest-dev libgmock-dev libbenchmark-dev libssl-dev libspdlog-dev
+  libgtest-dev libgmock-dev libbenchmark-dev libssl-dev libspdlog-dev libjwt-dev
   clang
   python3-grpcio python3-protobuf
   chromium
