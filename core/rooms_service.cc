@@ -83,6 +83,7 @@ class PublishStreamReactor final
   }
   uint64_t NumClients() override { return 0; }
   void OnCancel() override {
+    CloseReading();
     FinishOnce(grpc::Status(grpc::StatusCode::CANCELLED, "cancelled"), false);
   }
   void OnDone() override {
@@ -128,9 +129,14 @@ class PublishStreamReactor final
   }
 
   // Keeps one read in flight while fewer than max_pending_acks acks wait.
+  // Never once the stream is finishing: a completion that arrives after
+  // OnCancel must not start a read on a stream that is ending.
   void MaybeRead() {
     absl::MutexLock lock(&read_mu_);
-    if (reading_ || read_closed_ || QueuedEvents() >= context_->options->max_pending_acks) return;
+    if (reading_ || read_closed_ || Finishing() ||
+        QueuedEvents() >= context_->options->max_pending_acks) {
+      return;
+    }
     reading_ = true;
     StartRead(&request_);
   }
