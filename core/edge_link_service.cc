@@ -37,6 +37,9 @@ struct RoomJoin {
 
 struct Client {
   v1::ClientInfo info;
+  // What the client may do (ClientConnected.grants; all when the edge sent
+  // none).
+  v1::Grants grants;
   absl::flat_hash_map<std::string, RoomJoin> rooms;
 };
 
@@ -148,7 +151,7 @@ class EdgeLinkReactor final
     }
     switch (in.kind_case()) {
       case v1::EdgeToCore::kClientConnected:
-        return Connect(in.client_connected().client());
+        return Connect(in.client_connected());
       case v1::EdgeToCore::kClientDisconnected: {
         std::vector<PendingLeave> leaves;
         RemoveClient(in.client_disconnected().client_id(), leaves);
@@ -166,12 +169,19 @@ class EdgeLinkReactor final
     return absl::InvalidArgumentError("empty or unknown EdgeToCore message");
   }
 
-  absl::Status Connect(const v1::ClientInfo& info) {
+  absl::Status Connect(const v1::ClientConnected& connected) {
+    const v1::ClientInfo& info = connected.client();
     if (info.client_id().empty())
       return absl::InvalidArgumentError("client_connected without client_id");
     if (absl::Status s = context_->policy->ValidateClientInfo(info); !s.ok()) return s;
     absl::MutexLock lock(&state_mu_);
-    if (!clients_.try_emplace(info.client_id(), Client{info, {}}).second) {
+    v1::Grants grants;
+    if (connected.has_grants()) {
+      grants = connected.grants();
+    } else {
+      grants.set_all(true);
+    }
+    if (!clients_.try_emplace(info.client_id(), Client{info, std::move(grants), {}}).second) {
       return absl::InvalidArgumentError(
           absl::StrCat("client_connected: client \"", info.client_id(), "\" is already connected"));
     }
@@ -180,10 +190,15 @@ class EdgeLinkReactor final
 
   void HandleRequest(v1::EdgeRequest& request) {
     const uint64_t request_id = request.request_id();
-    std::optional<v1::ClientInfo> client = ClientInfoOf(request.client_id());
+    v1::Grants grants;
+    std::optional<v1::ClientInfo> client = ClientInfoOf(request.client_id(), grants);
     if (!client.has_value()) {
       ReplyError(request_id,
                  absl::NotFoundError(absl::StrCat("unknown client \"", request.client_id(), "\"")));
+      return;
+    }
+    if (absl::Status allowed = CheckRequestGrant(grants, request); !allowed.ok()) {
+      ReplyError(request_id, allowed);
       return;
     }
     switch (request.op_case()) {
@@ -208,12 +223,31 @@ class EdgeLinkReactor final
     ReplyError(request_id, absl::InvalidArgumentError("request without an operation"));
   }
 
-  // A copy of the client's identity, or nullopt when it is not connected.
-  std::optional<v1::ClientInfo> ClientInfoOf(const std::string& client_id) {
+  // A copy of the client's identity (and its grants into `grants`), or
+  // nullopt when it is not connected.
+  std::optional<v1::ClientInfo> ClientInfoOf(const std::string& client_id, v1::Grants& grants) {
     absl::MutexLock lock(&state_mu_);
     auto it = clients_.find(client_id);
     if (it == clients_.end()) return std::nullopt;
+    grants = it->second.grants;
     return it->second.info;
+  }
+
+  // PERMISSION_DENIED when the client's grants do not cover the request (a
+  // leave is always allowed).
+  static absl::Status CheckRequestGrant(const v1::Grants& grants, const v1::EdgeRequest& request) {
+    switch (request.op_case()) {
+      case v1::EdgeRequest::kJoin:
+        return CheckGrant(grants, RoomOp::kSubscribe, request.join().room());
+      case v1::EdgeRequest::kPublish:
+        return CheckGrant(grants, RoomOp::kPublish, request.publish().room());
+      case v1::EdgeRequest::kPresence:
+        return CheckGrant(grants, RoomOp::kPresence, request.presence().room());
+      case v1::EdgeRequest::kHistory:
+        return CheckGrant(grants, RoomOp::kHistory, request.history().room());
+      default:
+        return absl::OkStatus();
+    }
   }
 
   void Join(uint64_t request_id, v1::ClientInfo client, const v1::JoinRequest& join) {

@@ -2,11 +2,57 @@
 
 #include <utility>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "core/room_name.h"
 
 namespace roomcast::core {
+namespace {
+
+const google::protobuf::RepeatedPtrField<std::string>& GrantList(const v1::Grants& grants,
+                                                                 RoomOp op) {
+  switch (op) {
+    case RoomOp::kSubscribe:
+      return grants.subscribe();
+    case RoomOp::kPublish:
+      return grants.publish();
+    case RoomOp::kPresence:
+      return grants.presence();
+    case RoomOp::kHistory:
+      break;
+  }
+  return grants.history();
+}
+
+const char* OpName(RoomOp op) {
+  switch (op) {
+    case RoomOp::kSubscribe:
+      return "subscribe to";
+    case RoomOp::kPublish:
+      return "publish to";
+    case RoomOp::kPresence:
+      return "read the presence of";
+    case RoomOp::kHistory:
+      break;
+  }
+  return "read the history of";
+}
+
+}  // namespace
+
+absl::Status CheckGrant(const v1::Grants& grants, RoomOp op, absl::string_view room) {
+  if (grants.all()) return absl::OkStatus();
+  for (const std::string& entry : GrantList(grants, op)) {
+    const bool match = absl::EndsWith(entry, "*")
+                           ? absl::StartsWith(room, absl::string_view(entry).substr(
+                                                        0, entry.size() - 1))
+                           : entry == room;
+    if (match) return absl::OkStatus();
+  }
+  return absl::PermissionDeniedError(
+      absl::StrCat("not allowed to ", OpName(op), " \"", room.substr(0, 256), "\""));
+}
 
 Policy::Policy(EngineOptions options) : options_(std::move(options)) {}
 

@@ -1,7 +1,7 @@
 // Policy: what the core allows, separate from where rooms are stored. Room
 // name rules and namespace resolution (room_name.h, EngineOptions), payload
-// and client-info limits, whether browser clients may publish; later
-// per-room permissions. The services check requests with it before they
+// and client-info limits, whether browser clients may publish, and the room
+// grants of an edge client's token (CheckGrant). The services check requests with it before they
 // reach the broker, and brokers resolve a room's namespace options (history
 // size and age, presence) through it, so every broker applies the same rules.
 //
@@ -23,6 +23,15 @@
 #include "roomcast/v1/roomcast.pb.h"
 
 namespace roomcast::core {
+
+// The operations a client's Grants (ClientConnected.grants) cover.
+enum class RoomOp { kSubscribe, kPublish, kPresence, kHistory };
+
+// OK when `grants` allow `op` on `room` (grants.all, an equal entry in the
+// op's list, or an entry ending in `*` that is a prefix of `room`);
+// PERMISSION_DENIED otherwise. The edge checks the same before asking, but
+// the core never trusts an edge beyond the grants it announced.
+absl::Status CheckGrant(const v1::Grants& grants, RoomOp op, absl::string_view room);
 
 class Policy {
  public:

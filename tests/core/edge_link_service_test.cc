@@ -1,5 +1,6 @@
 // EdgeLink over a real loopback port: one stream multiplexing clients, rooms
 // subscribed once per edge, replies and events in order, cleanup.
+#include <algorithm>
 #include <memory>
 #include <string>
 
@@ -12,6 +13,7 @@
 namespace roomcast::core {
 namespace {
 
+using ::testing::ElementsAre;
 using ::testing::SizeIs;
 
 // A fake edge: one Link stream driven synchronously.
@@ -75,6 +77,22 @@ class FakeEdge {
     in.mutable_client_connected()->mutable_client()->set_client_id(client_id);
     in.mutable_client_connected()->mutable_client()->set_user_id(user_id);
     Send(in);
+  }
+  void ConnectWithGrants(const std::string& client_id, const std::string& user_id,
+                         const v1::Grants& grants) {
+    v1::EdgeToCore in;
+    in.mutable_client_connected()->mutable_client()->set_client_id(client_id);
+    in.mutable_client_connected()->mutable_client()->set_user_id(user_id);
+    *in.mutable_client_connected()->mutable_grants() = grants;
+    Send(in);
+  }
+  v1::EdgeReply Ask(const std::string& client_id, const v1::EdgeRequest& request) {
+    v1::EdgeToCore in;
+    *in.mutable_request() = request;
+    in.mutable_request()->set_request_id(++next_id_);
+    in.mutable_request()->set_client_id(client_id);
+    Send(in);
+    return ReplyTo(next_id_);
   }
   void Disconnect(const std::string& client_id) {
     v1::EdgeToCore in;
@@ -286,6 +304,62 @@ TEST_F(EdgeLinkServiceTest, DisconnectRpcReachesTheClientThroughItsEdge) {
   EXPECT_EQ(out.disconnect().code(), v1::DISCONNECTED);
   EXPECT_EQ(out.disconnect().reason(), "banned");
   EXPECT_EQ(server_.Stats().edge_clients(), 1u);
+}
+
+TEST_F(EdgeLinkServiceTest, GrantsLimitEachOperationAndTheLinkStaysUp) {
+  FakeEdge edge(server_.edge_link());
+  v1::Grants grants;
+  grants.add_subscribe("a");
+  grants.add_subscribe("r*");
+  grants.add_publish("a");
+  edge.ConnectWithGrants("c1", "alice", grants);
+  const auto denied = static_cast<uint32_t>(grpc::StatusCode::PERMISSION_DENIED);
+  EXPECT_EQ(edge.Join("c1", "b").error().code(), denied);
+  EXPECT_EQ(edge.Publish("c1", "r1", "1").error().code(), denied);
+  v1::EdgeRequest presence;
+  presence.mutable_presence()->set_room("a");
+  EXPECT_EQ(edge.Ask("c1", presence).error().code(), denied);
+  v1::EdgeRequest history;
+  history.mutable_history()->set_room("a");
+  EXPECT_EQ(edge.Ask("c1", history).error().code(), denied);
+  EXPECT_FALSE(edge.Join("c1", "a").has_error());
+  EXPECT_FALSE(edge.Join("c1", "r1").has_error());
+  EXPECT_TRUE(edge.Publish("c1", "a", "1").has_publish());
+  // A client announced without grants keeps today's behaviour: everything.
+  edge.Connect("c2");
+  EXPECT_FALSE(edge.Join("c2", "b").has_error());
+}
+
+TEST_F(EdgeLinkServiceTest, DisconnectByUserReachesEveryConnectionOfThatUser) {
+  FakeEdge edge1(server_.edge_link());
+  FakeEdge edge2(server_.edge_link());
+  v1::Grants grants;
+  grants.add_subscribe("*");
+  edge1.ConnectWithGrants("c1", "alice", grants);
+  edge1.ConnectWithGrants("c2", "alice", grants);
+  edge2.ConnectWithGrants("c3", "alice", grants);
+  edge2.ConnectWithGrants("c4", "bob", grants);
+  ASSERT_FALSE(edge2.Join("c4", "x").has_error());  // Both edges' clients are known now.
+  ASSERT_FALSE(edge1.Join("c1", "x").has_error());
+  grpc::ClientContext ctx;
+  v1::DisconnectRequest request;
+  request.set_user_id("alice");
+  v1::DisconnectResponse response;
+  ASSERT_TRUE(server_.rooms().Disconnect(&ctx, request, &response).ok());
+  EXPECT_EQ(response.num_disconnected(), 3u);
+  auto disconnected = [](FakeEdge& edge, size_t n) {
+    std::vector<std::string> ids;
+    while (ids.size() < n) {
+      v1::CoreToEdge out = edge.Next();
+      if (out.kind_case() == v1::CoreToEdge::KIND_NOT_SET) break;
+      if (out.has_disconnect()) ids.push_back(out.disconnect().client_id());
+    }
+    std::sort(ids.begin(), ids.end());
+    return ids;
+  };
+  EXPECT_THAT(disconnected(edge1, 2), ElementsAre("c1", "c2"));
+  EXPECT_THAT(disconnected(edge2, 1), ElementsAre("c3"));
+  EXPECT_EQ(server_.Stats().edge_clients(), 1u);  // bob stays.
 }
 
 TEST_F(EdgeLinkServiceTest, ShutdownEndsTheLinkWithUnavailable) {

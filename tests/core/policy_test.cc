@@ -92,5 +92,22 @@ TEST_F(PolicyTest, HistoryLimitDefaultsAndCapsAtMaxHistoryLimit) {
   EXPECT_EQ(policy_.HistoryLimit(51), 50u);
 }
 
+TEST(CheckGrantTest, ExactNamesPrefixesAndAll) {
+  v1::Grants grants;
+  grants.add_subscribe("a");
+  grants.add_subscribe("chat:*");
+  EXPECT_TRUE(CheckGrant(grants, RoomOp::kSubscribe, "a").ok());
+  EXPECT_TRUE(CheckGrant(grants, RoomOp::kSubscribe, "chat:lobby").ok());
+  EXPECT_EQ(CheckGrant(grants, RoomOp::kSubscribe, "ab").code(),
+            absl::StatusCode::kPermissionDenied);
+  EXPECT_EQ(CheckGrant(grants, RoomOp::kSubscribe, "chat").code(),
+            absl::StatusCode::kPermissionDenied);
+  EXPECT_EQ(CheckGrant(grants, RoomOp::kPublish, "a").code(), absl::StatusCode::kPermissionDenied);
+  EXPECT_EQ(CheckGrant(v1::Grants(), RoomOp::kHistory, "a").code(),
+            absl::StatusCode::kPermissionDenied);
+  grants.set_all(true);
+  EXPECT_TRUE(CheckGrant(grants, RoomOp::kPublish, "anything").ok());
+}
+
 }  // namespace
 }  // namespace roomcast::core
