@@ -19,6 +19,7 @@ _LIBRARIES = {
     "grpc++_reflection": ([], ["-lgrpc++_reflection"], ["grpc++"]),
     "protobuf": (["protobuf"], [], []),
     "openssl": (["openssl"], [], []),
+    "openssl_crypto": (["libcrypto"], [], []),
     "spdlog": (["spdlog"], [], []),
     "gtest": (["gtest"], [], []),
     "gtest_main": (["gtest_main"], [], ["gtest"]),
@@ -30,6 +31,9 @@ _LIBRARIES = {
     "boost_json": ([], ["-lboost_json"], ["boost_headers"]),
     "boost_url": ([], ["-lboost_url"], ["boost_headers"]),
     "threads": ([], ["-pthread"], []),
+    # Wave 2: the NATS JetStream broker (libnats-dev) and JWT auth (libjwt-dev).
+    "nats": (["libnats"], [], []),
+    "jwt": (["libjwt"], [], []),
 }
 
 # Abseil (libabsl-dev 20220623): the components roomcast uses, as absl_<name>
@@ -77,7 +81,26 @@ def _keep_last(flags):
             out.append(flag)
     return reversed(out)
 
+def _missing(name, modules):
+    # A library pkg-config does not know fails the targets that use it, with a
+    # clear message, instead of failing the whole repository.
+    return """
+genrule(
+    name = "{name}_missing",
+    outs = ["{name}_missing.cc"],
+    cmd = "echo 'pkg-config does not know {modules}: run scripts/install-deps.sh' >&2; exit 1",
+)
+
+cc_library(
+    name = "{name}",
+    srcs = [":{name}_missing"],
+)
+""".format(name = name, modules = " ".join(modules))
+
 def _library(rctx, pkg_config, name, modules, linkopts, deps):
+    for module in modules:
+        if rctx.execute([pkg_config, "--exists", module]).return_code != 0:
+            return _missing(name, modules)
     defines = []
     flags = []
     for module in modules:
