@@ -99,6 +99,7 @@ TEST(ReconnectsTest, EveryDisconnectCode) {
       {v1::RECONNECT, true},
       {v1::SLOW_CONSUMER, true},
       {v1::SERVER_RECONNECT, true},
+      {v1::TOKEN_EXPIRED, true},
       {v1::BAD_REQUEST, false},
       {v1::UNAUTHORIZED, false},
       {v1::DISCONNECTED, false},
@@ -124,7 +125,7 @@ TEST(ReconnectsTest, TheRangesOfTheProtoComment) {
 }
 
 TEST(ReconnectsTest, UnknownNumbersDoNotReconnect) {
-  EXPECT_FALSE(Reconnects(4003));
+  EXPECT_FALSE(Reconnects(4499));
   EXPECT_FALSE(Reconnects(-1));
 }
 
