@@ -217,6 +217,23 @@ absl::StatusOr<Identity> TokenVerifier::Verify(absl::string_view token, absl::Ti
   return identity;
 }
 
+absl::StatusOr<Identity> Authenticate(const TokenVerifier* verifier, bool allow_anonymous,
+                                      const std::optional<std::string>& token, absl::Time now) {
+  if (verifier == nullptr || (!token.has_value() && allow_anonymous)) {
+    Identity anonymous;
+    anonymous.grants.set_all(true);
+    return anonymous;
+  }
+  if (!token.has_value()) return absl::UnauthenticatedError("a token is required");
+  return verifier->Verify(*token, now);
+}
+
+void AnnounceIdentity(const Identity& identity, v1::ClientConnected& connected) {
+  connected.mutable_client()->set_user_id(identity.user_id);
+  if (identity.info.fields_size() > 0) *connected.mutable_client()->mutable_info() = identity.info;
+  *connected.mutable_grants() = identity.grants;
+}
+
 std::optional<std::string> TokenOf(absl::string_view target, absl::string_view authorization) {
   auto url = boost::urls::parse_origin_form(boost::urls::string_view(target.data(), target.size()));
   if (url) {

@@ -69,6 +69,16 @@ class TokenVerifier {
   const PublicAlg public_alg_;
 };
 
+// The identity of a new connection: anonymous (every grant) when `verifier`
+// is null, or when no token was given and `allow_anonymous`; else the
+// token's identity, or UNAUTHENTICATED (no token, or a refused one: a bad
+// token is refused even where anonymous clients are allowed).
+absl::StatusOr<Identity> Authenticate(const TokenVerifier* verifier, bool allow_anonymous,
+                                      const std::optional<std::string>& token, absl::Time now);
+
+// Fills `connected` (an EdgeToCore.client_connected) with the identity.
+void AnnounceIdentity(const Identity& identity, v1::ClientConnected& connected);
+
 // The token of a request: `?token=` in `target` (origin-form) first, else an
 // `Authorization: Bearer` header value; nullopt when neither is present.
 std::optional<std::string> TokenOf(absl::string_view target, absl::string_view authorization);

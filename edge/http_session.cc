@@ -11,6 +11,9 @@
 #include "boost/beast/core.hpp"
 #include "boost/beast/http.hpp"
 #include "boost/beast/websocket/rfc6455.hpp"
+#include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
+#include "edge/auth.h"
 #include "edge/demo_page.h"
 #include "edge/http_router.h"
 #include "edge/metrics.h"
@@ -125,19 +128,28 @@ class HttpSession final : public std::enable_shared_from_this<HttpSession> {
         Respond(std::move(res));
         return;
       }
-      case Route::kWebSocket:
+      case Route::kWebSocket: {
+        // A refusal is carried out after the upgrade (close 4501), where a
+        // browser can read it.
+        absl::StatusOr<Identity> identity = IdentityOf(req);
         stream_.expires_never();
         StartWebSocketSession(ctx_, stream_.release_socket(), shard_, decision.generation,
-                              decision.binary, std::move(req));
+                              decision.binary, std::move(identity), std::move(req));
         return;
+      }
       case Route::kSse: {
+        absl::StatusOr<Identity> identity = IdentityOf(req);
+        if (!identity.ok()) {
+          Unauthorized(req, decision.cors_headers, identity.status());
+          return;
+        }
         http::response<http::empty_body> headers(http::status::ok, req.version());
         headers.set(http::field::server, "roomcast-edge");
         AddHeaders(headers, decision.cors_headers);
         stream_.expires_never();
         StartSseSession(ctx_, std::move(stream_), shard_, decision.generation,
                         std::move(decision.rooms), ParseSseCursor(decision.last_event_id),
-                        std::move(headers));
+                        *std::move(identity), std::move(headers));
         return;
       }
       case Route::kPublish:
@@ -159,8 +171,38 @@ class HttpSession final : public std::enable_shared_from_this<HttpSession> {
     }
   }
 
+  // The identity of a request's token (?token= or Authorization: Bearer).
+  // Checked once per connection (per request for /publish), never per
+  // message.
+  absl::StatusOr<Identity> IdentityOf(const http::request<http::string_body>& req) {
+    if (ctx_.options.token_verifier == nullptr) {
+      return Authenticate(nullptr, true, std::nullopt, absl::Now());
+    }
+    return Authenticate(ctx_.options.token_verifier.get(), ctx_.options.allow_anonymous,
+                        TokenOf(absl::string_view(req.target().data(), req.target().size()),
+                                absl::string_view(req[http::field::authorization].data(),
+                                                  req[http::field::authorization].size())),
+                        absl::Now());
+  }
+
+  // HTTP 401 with {"error":{"code":16,"message":...}}; the connection closes.
+  void Unauthorized(const http::request<http::string_body>& req, const HttpHeaders& cors,
+                    const absl::Status& status) {
+    ctx_.hub.counters().refused_total.fetch_add(1);
+    auto res = Text(401, UnauthorizedBody(status.message()), req, "application/json");
+    AddHeaders(res, cors);
+    res.set(http::field::www_authenticate, "Bearer");
+    res.keep_alive(false);
+    Respond(std::move(res));
+  }
+
   // POST /publish {"room": "...", "data": <any JSON>} → {"position": {...}}
   void Publish(http::request<http::string_body> req, HttpHeaders cors) {
+    absl::StatusOr<Identity> identity = IdentityOf(req);
+    if (!identity.ok()) {
+      Unauthorized(req, cors, identity.status());
+      return;
+    }
     absl::StatusOr<v1::PublishRequest> publish = ParsePublishBody(req.body());
     if (!publish.ok()) {
       PublishDone(req, cors,
@@ -175,7 +217,15 @@ class HttpSession final : public std::enable_shared_from_this<HttpSession> {
     // A short-lived client of its own, so the core applies the same rules
     // as to a WebSocket publish.
     std::string client_id = ctx_.hub.NewClientId();
+    if (!Allowed(identity->grants, RoomOp::kPublish, publish->room())) {
+      PublishDone(req, cors,
+                  ErrorReply(grpc::StatusCode::PERMISSION_DENIED,
+                             absl::StrCat("not allowed to publish to \"",
+                                          publish->room().substr(0, 256), "\"")));
+      return;
+    }
     v1::EdgeToCore connected;
+    AnnounceIdentity(*identity, *connected.mutable_client_connected());
     connected.mutable_client_connected()->mutable_client()->set_client_id(client_id);
     if (!ctx_.link.Send(generation, std::move(connected))) {
       PublishDone(req, cors,

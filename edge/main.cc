@@ -3,12 +3,15 @@
 
 #include <csignal>
 #include <cstdio>
+#include <fstream>
+#include <sstream>
 #include <string>
 #include <vector>
 
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
+#include "edge/auth.h"
 #include "edge/edge_server.h"
 #include "edge/options.h"
 #include "spdlog/sinks/stdout_sinks.h"
@@ -52,6 +55,13 @@ ABSL_FLAG(uint64_t, max_batch_bytes, 64 * 1024,
 ABSL_FLAG(uint64_t, reply_queue_factor, 16,
           "replies may queue up to this many times max_queued_bytes before a slow-consumer close");
 ABSL_FLAG(int, retry_after, 5, "Retry-After seconds on a 503 refusal");
+ABSL_FLAG(std::string, auth_hmac_secret_file, "",
+          "file holding the HS256 secret that signs connection tokens (JWT); with it (or "
+          "--auth_public_key_file) /ws, /sse and POST /publish need a token");
+ABSL_FLAG(std::string, auth_public_key_file, "",
+          "PEM public key (RSA: RS256, EC P-256: ES256) that verifies connection tokens");
+ABSL_FLAG(bool, allow_anonymous, false,
+          "with a token key set, still admit connections without a token (with every grant)");
 ABSL_FLAG(std::string, log_level, "info", "trace, debug, info, warn, error or off (stderr)");
 
 int main(int argc, char** argv) {
@@ -105,6 +115,40 @@ int main(int argc, char** argv) {
         "bad flags: --max_header_bytes (at most 4 GiB), --max_batch_bytes and "
         "--core_outbox_max_messages must be positive");
     return 2;
+  }
+
+  const std::string secret_file = absl::GetFlag(FLAGS_auth_hmac_secret_file);
+  const std::string public_key_file = absl::GetFlag(FLAGS_auth_public_key_file);
+  if (!secret_file.empty() || !public_key_file.empty()) {
+    auto read = [](const std::string& path, std::string& out) {
+      if (path.empty()) return true;
+      std::ifstream in(path, std::ios::binary);
+      if (!in) return false;
+      std::ostringstream text;
+      text << in.rdbuf();
+      out = text.str();
+      return true;
+    };
+    std::string secret;
+    std::string public_key;
+    if (!read(secret_file, secret) || !read(public_key_file, public_key)) {
+      spdlog::error("cannot read --auth_hmac_secret_file or --auth_public_key_file");
+      return 2;
+    }
+    // A trailing newline (echo secret > file) is not part of the secret.
+    while (!secret.empty() && (secret.back() == '\n' || secret.back() == '\r')) secret.pop_back();
+    if (!secret_file.empty() && secret.size() < 32) {
+      spdlog::error("--auth_hmac_secret_file: the HS256 secret must be at least 32 bytes");
+      return 2;
+    }
+    auto verifier = roomcast::edge::TokenVerifier::Create(std::move(secret), std::move(public_key));
+    if (!verifier.ok()) {
+      spdlog::error("bad token key: {}", std::string(verifier.status().message()));
+      return 2;
+    }
+    options.token_verifier = *std::move(verifier);
+    options.allow_anonymous = absl::GetFlag(FLAGS_allow_anonymous);
+    spdlog::info("connection tokens required anonymous={}", options.allow_anonymous);
   }
 
   sigset_t signals;

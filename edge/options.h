@@ -4,12 +4,15 @@
 #define ROOMCAST_EDGE_OPTIONS_H_
 
 #include <cstddef>
+#include <memory>
 #include <string>
 #include <vector>
 
 #include "absl/time/time.h"
 
 namespace roomcast::edge {
+
+class TokenVerifier;  // edge/auth.h
 
 struct EdgeOptions {
   // host:port for HTTP (/ws, /sse, /publish, /healthz, /metrics, /); port 0
@@ -61,6 +64,13 @@ struct EdgeOptions {
   absl::Duration sse_heartbeat = absl::Seconds(15);
   // SSE: the reconnect delay suggested to EventSource (`retry:`).
   absl::Duration sse_retry = absl::Seconds(2);
+  // Connection tokens (edge/auth.h), from --auth_hmac_secret_file and
+  // --auth_public_key_file. Null: no authentication, every client is
+  // anonymous and may do everything (the behaviour without auth flags).
+  // Set: /ws, /sse and POST /publish need a valid token unless
+  // allow_anonymous, and a token, when given, must be valid.
+  std::shared_ptr<const TokenVerifier> token_verifier;
+  bool allow_anonymous = false;
   // Origins allowed for cross-origin WebSocket, SSE and POST /publish.
   // Same-origin requests are always allowed. "*" allows any origin, without
   // credentials.

@@ -21,6 +21,8 @@
 #include "boost/beast/http/empty_body.hpp"
 #include "boost/beast/http/message.hpp"
 #include "boost/beast/http/string_body.hpp"
+#include "absl/status/statusor.h"
+#include "edge/auth.h"
 #include "edge/codec.h"
 #include "edge/session_context.h"
 
@@ -32,15 +34,21 @@ void StartHttpSession(EdgeContext& ctx, boost::asio::ip::tcp::socket socket, siz
 
 // Completes the WebSocket handshake for `request` and runs the session on
 // core link generation `generation`; `binary` selects the protobuf
-// subprotocol.
+// subprotocol. `identity` is the connection's verified identity, or why it
+// was refused: then the handshake completes and the connection closes at
+// once with 4501 UNAUTHORIZED and that reason (a browser cannot read an
+// HTTP refusal of an upgrade). A token's expiry closes it with 4003.
 void StartWebSocketSession(EdgeContext& ctx, boost::asio::ip::tcp::socket socket, size_t shard,
-                           uint64_t generation, bool binary,
+                           uint64_t generation, bool binary, absl::StatusOr<Identity> identity,
                            boost::beast::http::request<boost::beast::http::string_body> request);
 
-// Starts an event stream on `stream` for `rooms`, resuming from `since`;
-// `headers` carries the CORS headers already decided.
+// Starts an event stream on `stream` for `rooms`, resuming from `since`, as
+// `identity` (already verified); `headers` carries the CORS headers already
+// decided. A token's expiry ends the stream with a 4003 disconnect event
+// (noticed at the next heartbeat).
 void StartSseSession(EdgeContext& ctx, boost::beast::tcp_stream stream, size_t shard,
                      uint64_t generation, std::vector<std::string> rooms, SseCursor since,
+                     Identity identity,
                      boost::beast::http::response<boost::beast::http::empty_body> headers);
 
 }  // namespace roomcast::edge

@@ -13,6 +13,8 @@
 #include "boost/asio/buffer.hpp"
 #include "boost/asio/post.hpp"
 #include "boost/asio/steady_timer.hpp"
+#include "absl/time/clock.h"
+#include "edge/auth.h"
 #include "boost/asio/write.hpp"
 #include "boost/beast/core.hpp"
 #include "boost/beast/http.hpp"
@@ -34,7 +36,8 @@ class SseSession final : public Client,
                          public std::enable_shared_from_this<SseSession> {
  public:
   SseSession(EdgeContext& ctx, beast::tcp_stream&& stream, size_t shard, std::string id,
-             uint64_t generation, std::vector<std::string> rooms, SseCursor since)
+             uint64_t generation, std::vector<std::string> rooms, SseCursor since,
+             Identity identity)
       : Client(std::move(id), shard),
         DelayedWriter(ctx.options),
         ctx_(ctx),
@@ -42,6 +45,7 @@ class SseSession final : public Client,
         generation_(generation),
         rooms_(std::move(rooms)),
         since_(std::move(since)),
+        identity_(std::move(identity)),
         heartbeat_(stream_.get_executor()) {}
 
   ~SseSession() override {
@@ -57,6 +61,7 @@ class SseSession final : public Client,
     ctx_.hub.Register(shared_from_this());
     spdlog::debug("sse open client={} rooms={} generation={}", id(), rooms_.size(), generation_);
     v1::EdgeToCore connected;
+    AnnounceIdentity(identity_, *connected.mutable_client_connected());
     connected.mutable_client_connected()->mutable_client()->set_client_id(id());
     const bool announced = ctx_.link.Send(generation_, std::move(connected));
 
@@ -251,6 +256,10 @@ class SseSession final : public Client,
     heartbeat_.expires_after(ToSteady(ctx_.options.sse_heartbeat));
     heartbeat_.async_wait([self = shared_from_this()](beast::error_code ec) {
       if (ec || self->state_ == State::kDone) return;
+      if (absl::Now() >= self->identity_.expires) {
+        // Noticed at a heartbeat, so up to sse_heartbeat late.
+        self->Close(v1::TOKEN_EXPIRED, "token expired; reconnect with a fresh token");
+      }
       if (!self->wrote_since_heartbeat_) self->Append(": heartbeat\n\n");
       self->wrote_since_heartbeat_ = false;
       self->ArmHeartbeat();
@@ -280,6 +289,7 @@ class SseSession final : public Client,
   const uint64_t generation_;
   const std::vector<std::string> rooms_;
   const SseCursor since_;
+  const Identity identity_;  // Verified before the stream started.
   SseCursor cursor_;
   net::steady_timer heartbeat_;
   http::response<http::empty_body> headers_;
@@ -298,10 +308,11 @@ class SseSession final : public Client,
 }  // namespace
 
 void StartSseSession(EdgeContext& ctx, beast::tcp_stream stream, size_t shard, uint64_t generation,
-                     std::vector<std::string> rooms, SseCursor since,
+                     std::vector<std::string> rooms, SseCursor since, Identity identity,
                      http::response<http::empty_body> headers) {
   auto session = std::make_shared<SseSession>(ctx, std::move(stream), shard, ctx.hub.NewClientId(),
-                                              generation, std::move(rooms), std::move(since));
+                                              generation, std::move(rooms), std::move(since),
+                                              std::move(identity));
   session->Run(std::move(headers));
 }
 

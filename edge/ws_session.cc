@@ -2,6 +2,7 @@
 // (edge/request_pipeline.h) and the write queue and scheduler
 // (edge/write_scheduler.h). Lives on one shard; core replies and room events
 // are posted onto it, never handled on gRPC threads.
+#include <algorithm>
 #include <chrono>
 #include <memory>
 #include <string>
@@ -11,6 +12,9 @@
 #include "absl/strings/str_cat.h"
 #include "boost/asio/buffer.hpp"
 #include "boost/asio/post.hpp"
+#include "boost/asio/steady_timer.hpp"
+#include "absl/time/clock.h"
+#include "edge/auth.h"
 #include "boost/beast/core.hpp"
 #include "boost/beast/http.hpp"
 #include "boost/beast/websocket.hpp"
@@ -42,7 +46,7 @@ class WsSession final : public Client,
                         public std::enable_shared_from_this<WsSession> {
  public:
   WsSession(EdgeContext& ctx, tcp::socket&& socket, size_t shard, std::string id,
-            uint64_t generation, bool binary)
+            uint64_t generation, bool binary, absl::StatusOr<Identity> identity)
       : Client(std::move(id), shard),
         DelayedWriter(ctx.options),
         ctx_(ctx),
@@ -52,7 +56,9 @@ class WsSession final : public Client,
         queue_(ctx.options.max_batch_bytes),
         limiter_(ctx.options.rate_limit_per_second, ctx.options.rate_limit_burst, Now()),
         bad_requests_(ctx.options.max_bad_requests, ctx.options.bad_request_window, Now()),
-        rooms_(ctx.options.max_rooms_per_connection) {}
+        rooms_(ctx.options.max_rooms_per_connection),
+        identity_(std::move(identity)),
+        expiry_(ws_.get_executor()) {}
 
   ~WsSession() override { ctx_.hub.counters().queued_bytes.fetch_sub(gauged_bytes_); }
 
@@ -128,9 +134,19 @@ class WsSession final : public Client,
     ctx_.hub.Register(shared_from_this());
     spdlog::debug("websocket open client={} binary={} generation={}", id(),
                   encoding_ == Encoding::kProtobuf, generation_);
+    if (!identity_.ok()) {
+      // Refused credentials: the core never hears of this client.
+      ctx_.hub.counters().refused_total.fetch_add(1);
+      announced_ = false;
+      Close(v1::UNAUTHORIZED, std::string(identity_.status().message()));
+      DoRead();
+      return;
+    }
     v1::EdgeToCore connected;
+    AnnounceIdentity(*identity_, *connected.mutable_client_connected());
     connected.mutable_client_connected()->mutable_client()->set_client_id(id());
     const bool announced = ctx_.link.Send(generation_, std::move(connected));
+    ArmExpiry();
     if (ctx_.link.generation() != generation_) {
       Close(v1::RECONNECT, "the core link went down; reconnect");
     } else if (!announced) {
@@ -140,6 +156,31 @@ class WsSession final : public Client,
       Close(v1::GOING_AWAY, "server shutting down");
     }
     DoRead();
+  }
+
+  // Closes the connection with 4003 when its token expires.
+  void ArmExpiry() {
+    if (identity_->expires == absl::InfiniteFuture()) return;
+    absl::Duration left = std::max(identity_->expires - absl::Now(), absl::ZeroDuration());
+    expiry_.expires_after(ToSteady(left));
+    expiry_.async_wait([weak = weak_from_this()](beast::error_code ec) {
+      if (ec) return;  // Cancelled: the session ended.
+      if (auto self = weak.lock()) {
+        self->Close(v1::TOKEN_EXPIRED, "token expired; reconnect with a fresh token");
+      }
+    });
+  }
+
+  // PERMISSION_DENIED when the token's grants do not cover `op` on `room`.
+  // The core checks the same; asking it first would only cost a round trip.
+  absl::Status CheckGrant(RoomOp op, const std::string& room) const {
+    if (Allowed(identity_->grants, op, room)) return absl::OkStatus();
+    return absl::PermissionDeniedError(
+        absl::StrCat("not allowed to ", op == RoomOp::kSubscribe  ? "subscribe to"
+                                        : op == RoomOp::kPublish  ? "publish to"
+                                        : op == RoomOp::kPresence ? "read the presence of"
+                                                                  : "read the history of",
+                     " \"", absl::string_view(room).substr(0, 256), "\""));
   }
 
   void DoRead() {
@@ -191,6 +232,11 @@ class WsSession final : public Client,
         return;
       }
       case v1::ClientFrame::kJoin: {
+        if (absl::Status allowed = CheckGrant(RoomOp::kSubscribe, frame->join().room());
+            !allowed.ok()) {
+          ReplyLocal(ErrorFrame(id, allowed));
+          return;
+        }
         if (absl::Status admitted = rooms_.BeginJoin(frame->join().room()); !admitted.ok()) {
           ReplyLocal(ErrorFrame(id, admitted));
           return;
@@ -205,15 +251,30 @@ class WsSession final : public Client,
         break;
       }
       case v1::ClientFrame::kPublish: {
+        if (absl::Status allowed = CheckGrant(RoomOp::kPublish, frame->publish().room());
+            !allowed.ok()) {
+          ReplyLocal(ErrorFrame(id, allowed));
+          return;
+        }
         v1::PublishRequest* publish = request.mutable_publish();
         publish->set_room(frame->publish().room());
         publish->set_data(ValueToJson(frame->publish().data()));
         break;
       }
       case v1::ClientFrame::kPresence:
+        if (absl::Status allowed = CheckGrant(RoomOp::kPresence, frame->presence().room());
+            !allowed.ok()) {
+          ReplyLocal(ErrorFrame(id, allowed));
+          return;
+        }
         *request.mutable_presence() = frame->presence();
         break;
       case v1::ClientFrame::kHistory:
+        if (absl::Status allowed = CheckGrant(RoomOp::kHistory, frame->history().room());
+            !allowed.ok()) {
+          ReplyLocal(ErrorFrame(id, allowed));
+          return;
+        }
         *request.mutable_history() = frame->history();
         break;
       case v1::ClientFrame::OP_NOT_SET:
@@ -418,10 +479,13 @@ class WsSession final : public Client,
     UpdateGauge();
     for (const std::string& room : rooms_.TakeJoined()) ctx_.hub.Leave(*this, room);
     replies_.Clear();
+    expiry_.cancel();
     ctx_.hub.Unregister(*this);
-    v1::EdgeToCore gone;
-    gone.mutable_client_disconnected()->set_client_id(id());
-    ctx_.link.Send(generation_, std::move(gone));
+    if (announced_) {
+      v1::EdgeToCore gone;
+      gone.mutable_client_disconnected()->set_client_id(id());
+      ctx_.link.Send(generation_, std::move(gone));
+    }
     EdgeCounters& counters = ctx_.hub.counters();
     counters.ws_connections.fetch_sub(1);
     if (encoding_ == Encoding::kProtobuf) counters.binary_clients.fetch_sub(1);
@@ -446,14 +510,21 @@ class WsSession final : public Client,
   beast::flat_buffer read_buffer_;
   v1::DisconnectCode close_code_ = v1::GOING_AWAY;
   std::string close_reason_;
+  // Who the token says this is, or why it was refused (then the session
+  // only closes with 4501).
+  const absl::StatusOr<Identity> identity_;
+  // Whether the core was told of this client (not when it was refused).
+  bool announced_ = true;
+  net::steady_timer expiry_;
 };
 
 }  // namespace
 
 void StartWebSocketSession(EdgeContext& ctx, tcp::socket socket, size_t shard, uint64_t generation,
-                           bool binary, http::request<http::string_body> request) {
+                           bool binary, absl::StatusOr<Identity> identity,
+                           http::request<http::string_body> request) {
   auto session = std::make_shared<WsSession>(ctx, std::move(socket), shard, ctx.hub.NewClientId(),
-                                             generation, binary);
+                                             generation, binary, std::move(identity));
   session->Run(std::move(request));
 }
 

@@ -260,6 +260,30 @@ TEST_F(AuthTest, TokenFromQueryOrBearerHeader) {
   EXPECT_EQ(TokenOf("/ws", ""), std::nullopt);
 }
 
+TEST_F(AuthTest, AuthenticateWithoutVerifierOrAnonymousAllowed) {
+  auto none = Authenticate(nullptr, false, std::nullopt, kNow);
+  ASSERT_TRUE(none.ok());
+  EXPECT_TRUE(none->grants.all());
+  auto verifier = Hmac();
+  EXPECT_EQ(Authenticate(verifier.get(), false, std::nullopt, kNow).status().code(),
+            absl::StatusCode::kUnauthenticated);
+  auto anonymous = Authenticate(verifier.get(), true, std::nullopt, kNow);
+  ASSERT_TRUE(anonymous.ok());
+  EXPECT_TRUE(anonymous->grants.all());
+  EXPECT_EQ(anonymous->user_id, "");
+  // A bad token is refused even where anonymous clients are allowed.
+  EXPECT_FALSE(Authenticate(verifier.get(), true, std::string("x.y.z"), kNow).ok());
+  auto alice = Authenticate(verifier.get(), true, Mint(JWT_ALG_HS256, kSecret, Claims()), kNow);
+  ASSERT_TRUE(alice.ok());
+  EXPECT_EQ(alice->user_id, "alice");
+  v1::ClientConnected connected;
+  AnnounceIdentity(*alice, connected);
+  EXPECT_EQ(connected.client().user_id(), "alice");
+  EXPECT_EQ(connected.client().info().fields().at("name").string_value(), "Alice");
+  EXPECT_TRUE(connected.has_grants());
+  EXPECT_FALSE(connected.grants().all());
+}
+
 TEST_F(AuthTest, UnauthorizedBodyIsJson) {
   EXPECT_EQ(UnauthorizedBody("invalid token: \"x\""),
             R"({"error":{"code":16,"message":"invalid token: \"x\""}})");

@@ -126,9 +126,9 @@ export function splitBatch(data, isBinary) {
 
 // A browser-like WebSocket client that records every frame it receives.
 export class Client {
-  static async open(edge, { protocols, headers } = {}) {
+  static async open(edge, { protocols, headers, query } = {}) {
     const c = new Client();
-    c.ws = new WebSocket(`ws://${edge.address}/ws`, protocols, { headers });
+    c.ws = new WebSocket(`ws://${edge.address}/ws${query ? `?${query}` : ""}`, protocols, { headers });
     c.frames = [];
     c.closed = new Promise((resolve) => c.ws.on("close", (code, reason) => resolve({ code, reason: reason.toString() })));
     c.wsMessages = 0; // WebSocket messages; each carries one or more frames.
