@@ -19,7 +19,7 @@
 
 namespace roomcast::core {
 
-// Whether `name` names a broker MakeBroker knows ("memory").
+// Whether `name` names a broker MakeBroker knows ("memory", "nats").
 bool IsKnownBroker(absl::string_view name);
 
 absl::StatusOr<std::unique_ptr<Broker>> MakeBroker(const CoreOptions& options, const Policy* policy,

@@ -1,5 +1,6 @@
 // roomcast-core: rooms, history, presence and fan-out over gRPC.
 #include <pthread.h>
+#include <unistd.h>
 
 #include <csignal>
 #include <cstdio>
@@ -15,8 +16,16 @@
 #include "spdlog/spdlog.h"
 
 ABSL_FLAG(std::string, listen, "127.0.0.1:50051", "gRPC listen address; port 0 picks a free port");
-ABSL_FLAG(std::string, node_name, "core", "name of this node in logs and EdgeWelcome");
-ABSL_FLAG(std::string, broker, "memory", "where rooms live: memory (embedded, the default)");
+ABSL_FLAG(std::string, node_name, "",
+          "name of this node in logs, EdgeWelcome and NATS (default: \"core\"; with "
+          "--broker=nats, host name + pid)");
+ABSL_FLAG(std::string, broker, "memory",
+          "where rooms live: memory (embedded, the default) or nats (NATS JetStream shared by "
+          "every core node; docs/cluster.md)");
+ABSL_FLAG(std::string, nats_url, "nats://127.0.0.1:4222",
+          "NATS server URL(s), comma-separated (--broker=nats)");
+ABSL_FLAG(absl::Duration, nats_request_timeout, absl::Seconds(2),
+          "longest a JetStream request may take before the operation fails (--broker=nats)");
 ABSL_FLAG(uint64_t, history_size, 100, "messages kept per room in the default namespace");
 ABSL_FLAG(absl::Duration, history_ttl, absl::Minutes(5), "age after which messages leave history");
 ABSL_FLAG(bool, presence, true, "track presence in the default namespace");
@@ -72,12 +81,21 @@ int main(int argc, char** argv) {
 
   roomcast::core::CoreOptions options;
   options.listen = absl::GetFlag(FLAGS_listen);
-  options.node_name = absl::GetFlag(FLAGS_node_name);
   options.broker = absl::GetFlag(FLAGS_broker);
   if (!roomcast::core::IsKnownBroker(options.broker)) {
-    spdlog::critical("unknown broker broker={} known=memory", options.broker);
+    spdlog::critical("unknown broker broker={} known=memory,nats", options.broker);
     return 2;
   }
+  options.node_name = absl::GetFlag(FLAGS_node_name);
+  if (options.node_name.empty() && options.broker == "nats") {
+    char host[256] = {};
+    gethostname(host, sizeof(host) - 1);
+    options.node_name = std::string(host) + "-" + std::to_string(getpid());
+  } else if (options.node_name.empty()) {
+    options.node_name = "core";
+  }
+  options.nats_url = absl::GetFlag(FLAGS_nats_url);
+  options.nats_request_timeout = absl::GetFlag(FLAGS_nats_request_timeout);
   roomcast::core::NamespaceOptions& ns = options.engine.default_namespace;
   ns.history_size = absl::GetFlag(FLAGS_history_size);
   ns.history_ttl = absl::GetFlag(FLAGS_history_ttl);

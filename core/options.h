@@ -67,10 +67,18 @@ struct CoreOptions {
   // host:port to listen on; port 0 picks a free port (the bound address is
   // printed at start).
   std::string listen = "127.0.0.1:50051";
-  // Which Broker keeps the rooms (broker_factory.h): "memory" (embedded).
+  // Which Broker keeps the rooms (broker_factory.h): "memory" (embedded) or
+  // "nats" (NATS JetStream shared by every core node, docs/cluster.md).
   std::string broker = "memory";
-  // Names this node in logs and EdgeWelcome.
+  // Names this node in logs, EdgeWelcome and (nats) the NATS connection.
+  // main.cc defaults it to host name + pid with the nats broker, so that the
+  // nodes of a cluster are told apart.
   std::string node_name = "core";
+  // NATS server URL(s), comma-separated (nats broker).
+  std::string nats_url = "nats://127.0.0.1:4222";
+  // Longest a JetStream request may take before the operation fails with
+  // DEADLINE_EXCEEDED (nats broker): bounds how long a publish can hang.
+  absl::Duration nats_request_timeout = absl::Seconds(2);
   EngineOptions engine;
   // A Subscribe stream serves one backend; a small queue bounds its memory.
   QueueLimits subscribe_queue;

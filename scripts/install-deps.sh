@@ -11,7 +11,7 @@ packages=(
   clang
   python3-grpcio python3-protobuf
   chromium
-  nats-server
+  libnats-dev nats-server
   bazel-bootstrap
 )
 # Node.js 20 or newer (playwright-core needs it) usually comes with the

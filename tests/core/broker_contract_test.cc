@@ -20,6 +20,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "tests/core/fake_clock.h"
+#include "tests/core/nats_server.h"
 #include "tests/core/sync_broker.h"
 
 namespace roomcast::core {
@@ -67,9 +68,29 @@ class BrokerContractTest : public ::testing::TestWithParam<const char*> {
     options.broker = GetParam();
     options.sweep_interval = absl::Milliseconds(5);
     options.sweep_rooms_per_pass = 1;  // Several passes per round.
+    if (options.broker == "nats") {
+      // A real nats-server -js per test, on a free port with an empty store.
+      if (!NatsServer::Available()) return;
+      server_ = std::make_unique<NatsServer>();
+      EXPECT_TRUE(server_->Start());
+      options.nats_url = server_->url();
+    }
     absl::StatusOr<std::unique_ptr<Broker>> broker = MakeBroker(options, &policy_, &clock_);
     EXPECT_TRUE(broker.ok()) << broker.status();
     if (broker.ok()) broker_ = *std::move(broker);
+    // A network broker connects in Start (the memory broker needs none).
+    if (broker_ != nullptr && options.broker == "nats") {
+      EXPECT_TRUE(broker_->Start().ok());
+    }
+  }
+  ~BrokerContractTest() override {
+    if (broker_ != nullptr) broker_->Stop();
+  }
+
+  void SetUp() override {
+    if (broker_ == nullptr && std::string(GetParam()) == "nats") {
+      GTEST_SKIP() << "no nats-server";
+    }
   }
 
   static EngineOptions Engine() {
@@ -85,6 +106,7 @@ class BrokerContractTest : public ::testing::TestWithParam<const char*> {
 
   FakeClock clock_;
   Policy policy_;
+  std::unique_ptr<NatsServer> server_;  // Outlives broker_ (declared first).
   std::unique_ptr<Broker> broker_;
 };
 
@@ -222,7 +244,7 @@ TEST_P(BrokerContractTest, StartedBrokerMaintainsItselfAndStopIsIdempotent) {
   broker().Stop();
 }
 
-INSTANTIATE_TEST_SUITE_P(Brokers, BrokerContractTest, ::testing::Values("memory"));
+INSTANTIATE_TEST_SUITE_P(Brokers, BrokerContractTest, ::testing::Values("memory", "nats"));
 
 TEST(BrokerFactoryTest, UnknownBrokerIsInvalidArgument) {
   CoreOptions options;
@@ -234,6 +256,7 @@ TEST(BrokerFactoryTest, UnknownBrokerIsInvalidArgument) {
   EXPECT_THAT(std::string(broker.status().message()), ::testing::HasSubstr("carrier-pigeon"));
   EXPECT_FALSE(IsKnownBroker("carrier-pigeon"));
   EXPECT_TRUE(IsKnownBroker("memory"));
+  EXPECT_TRUE(IsKnownBroker("nats"));
 }
 
 }  // namespace
