@@ -247,6 +247,30 @@ TEST_F(NatsBrokerTest, NatsDownFailsFastWithUnavailableThenRecovers) {
   EXPECT_EQ(p->offset(), 2u);  // The store kept "before": no offset lost or reused.
 }
 
+TEST_F(NatsBrokerTest, SubscriberKeepsReceivingInOrderAfterNatsRestarts) {
+  NatsBroker& node = Node();
+  SyncBroker b = Sync(node);
+  Recorder r;
+  ASSERT_TRUE(b.Join("lobby", nullptr, &r, nullptr, [&](const JoinResult& j) { r.Joined(j); }).ok());
+  ASSERT_TRUE(b.Publish("lobby", "before", nullptr).ok());
+  ASSERT_TRUE(r.WaitForSize(2));
+  ASSERT_TRUE(server_.Restart());
+  // Publishes fail with UNAVAILABLE until the node is back; then they go on.
+  const absl::Time deadline = absl::Now() + absl::Seconds(15);
+  absl::StatusOr<v1::Position> p = absl::UnavailableError("not tried");
+  while (!p.ok() && absl::Now() < deadline) {
+    p = b.Publish("lobby", "after", nullptr);
+    if (!p.ok()) {
+      EXPECT_EQ(p.status().code(), absl::StatusCode::kUnavailable) << p.status();
+      absl::SleepFor(absl::Milliseconds(50));
+    }
+  }
+  ASSERT_TRUE(p.ok()) << p.status();
+  ASSERT_TRUE(r.WaitForSize(3, absl::Seconds(15))) << "the room's consumer did not resume";
+  EXPECT_THAT(r.log(), ElementsAre("joined@0", "1:before", "2:after"));
+  b.Leave("lobby", &r, "");
+}
+
 TEST_F(NatsBrokerTest, PlainNatsPublishOnTheBusEntersTheRoom) {
   SyncBroker b = Sync(Node());
   Recorder r;
