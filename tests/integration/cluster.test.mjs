@@ -133,6 +133,41 @@ describe("two cores over one NATS JetStream", { timeout: 120000 }, () => {
     await browser.close();
   });
 
+  test("kill -9 of a core under load: its browsers get 4000 and resume on the other edge with no loss and no duplicate", async () => {
+    const browser = await Client.open(edgeA);
+    await browser.request({ join: { room: "load" } });
+    const rooms = await roomsClient(coreB);
+    let stop = false;
+    let published = 0;
+    const publisher = (async () => {
+      while (!stop && published < 2000) {
+        await rooms.call("publish", { room: "load", data: Buffer.from(JSON.stringify({ n: published + 1 })) });
+        published++;
+      }
+    })();
+    await waitFor(() => browser.messages("load").length >= 20, 10000, "messages before the kill");
+    coreA.proc.kill("SIGKILL");
+    const closed = await browser.closed;
+    assert.equal(closed.code, 4000);
+    const seen = browser.messages("load");
+    const last = seen[seen.length - 1].position;
+    const resumed = await Client.open(edgeB);
+    const join = await resumed.request({ join: { room: "load", since: last } });
+    assert.equal(join.reply.join.recovered, true, JSON.stringify(join));
+    await waitFor(() => resumed.messages("load").length >= 20, 10000, "messages after the resume");
+    stop = true;
+    await publisher;
+    await waitFor(() => seen.length + resumed.messages("load").length === published, 10000, "every published message");
+    const all = [...seen, ...resumed.messages("load")];
+    assert.deepEqual(all.map((m) => Number(m.position.offset)), Array.from({ length: published }, (_, k) => k + 1));
+    assert.equal(new Set(all.map((m) => m.position.epoch)).size, 1);
+    rooms.close();
+    await resumed.close();
+    await stopProcess(edgeA);
+    coreA = await startCore(coreArgs("a1"));
+    edgeA = await startEdge(coreA);
+  });
+
   test("a browser resumes on the other edge after its core restarts, with no loss", async () => {
     const rooms = await roomsClient(coreB);
     const first = await rooms.call("publish", { room: "resume", data: Buffer.from("1") });
