@@ -42,6 +42,9 @@ std::string NewEpoch() {
 
 absl::Status NatsError(natsStatus s, jsErrCode code, absl::string_view what) {
   std::string message = absl::StrCat(what, ": ", natsStatus_GetText(s));
+  if (const char* detail = nats_GetLastError(nullptr); detail != nullptr && *detail != '\0') {
+    absl::StrAppend(&message, " (", detail, ")");
+  }
   if (code != 0) absl::StrAppend(&message, " (JetStream error ", static_cast<int>(code), ")");
   if (s == NATS_TIMEOUT) return absl::DeadlineExceededError(message);
   return absl::UnavailableError(message);
@@ -141,14 +144,41 @@ std::string RoomFromSubjectToken(absl::string_view token) {
   return out;
 }
 
+namespace {
+
+// A KV key token: KV keys allow [-/_=.A-Za-z0-9]; '.' separates tokens, so
+// every other byte (and '=') becomes "=XX".
+std::string KvToken(absl::string_view in) {
+  std::string out;
+  for (char c : in) {
+    bool plain = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+                 c == '-' || c == '_' || c == '/';
+    if (plain) {
+      out.push_back(c);
+    } else {
+      absl::StrAppendFormat(&out, "=%02X", static_cast<unsigned char>(c));
+    }
+  }
+  return out;
+}
+
+std::string MemberKey(absl::string_view room, absl::string_view client_id) {
+  return absl::StrCat(KvToken(room), ".", KvToken(client_id));
+}
+
+}  // namespace
+
 // The NATS handles. Callbacks of the library reach the broker through
 // closures that the subscriptions' completion callbacks free.
 struct NatsBroker::Nats {
   natsOptions* opts = nullptr;
   natsConnection* nc = nullptr;
   jsCtx* js = nullptr;
+  kvStore* presence = nullptr;  // Set with stream_ready.
   natsSubscription* bus = nullptr;
   std::atomic<bool> stream_ready{false};
+  absl::Mutex refresh_mu;
+  absl::Time last_refresh ABSL_GUARDED_BY(refresh_mu) = absl::InfinitePast();
 
   // Subscriptions whose completion callback has not run yet; Stop waits for
   // them so that no library callback outlives the broker.
@@ -478,6 +508,18 @@ absl::Status NatsBroker::Usable() const {
   }
   jsStreamInfo_Destroy(info);
   if (s != NATS_OK) return NatsError(s, code, "creating the stream");
+  if (nats_->presence == nullptr) {
+    kvConfig kv;
+    kvConfig_Init(&kv);
+    kv.Bucket = options_.presence_bucket.c_str();
+    kv.History = 1;
+    kv.TTL = absl::ToInt64Nanoseconds(options_.presence_ttl);
+    kv.StorageType = js_FileStorage;  // Survives a nats-server restart.
+    s = js_CreateKeyValue(&nats_->presence, nats_->js, &kv);
+    if (s != NATS_OK) {
+      return NatsError(s, static_cast<jsErrCode>(0), "opening the presence bucket");
+    }
+  }
   nats_->stream_ready.store(true);
   return absl::OkStatus();
 }
@@ -619,6 +661,8 @@ void NatsBroker::Stop() {
     auto gone = [&n]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(n.mu) { return n.live_subscriptions == 0; };
     n.mu.AwaitWithTimeout(absl::Condition(&gone), absl::Seconds(5));
   }
+  kvStore_Destroy(n.presence);
+  n.presence = nullptr;
   jsCtx_Destroy(n.js);
   n.js = nullptr;
   natsConnection_Destroy(n.nc);
@@ -799,6 +843,12 @@ void NatsBroker::JoinNow(JoinArgs& args, Subscriber* subscriber, JoinedCallback&
     std::move(done)(ns.status());
     return;
   }
+  if (args.member.has_value() && (*ns)->presence) {
+    if (absl::Status s = PutMember(args.room, &*args.member, args.member->client_id()); !s.ok()) {
+      std::move(done)(s);
+      return;
+    }
+  }
   std::shared_ptr<Room> room;
   DoneList dones;
   bool start = false;
@@ -910,6 +960,10 @@ void NatsBroker::Leave(LeaveArgs args, Subscriber* subscriber, Completion<absl::
 void NatsBroker::LeaveNow(const LeaveArgs& args, Subscriber* subscriber) {
   std::shared_ptr<Room> room = Find(args.room);
   if (room == nullptr) return;
+  if (!args.member_client_id.empty() && room->options->presence) {
+    // Best effort: a key left behind by an error expires after presence_ttl.
+    PutMember(args.room, nullptr, args.member_client_id).IgnoreError();
+  }
   natsSubscription* sub = nullptr;
   DoneList dones;
   {
@@ -1039,14 +1093,86 @@ void NatsBroker::Presence(std::string room_name,
     return std::move(done)(absl::FailedPreconditionError(
         absl::StrCat("presence is off in the namespace of \"", room_name, "\"")));
   }
-  std::vector<v1::ClientInfo> out;
-  if (std::shared_ptr<Room> room = Find(room_name); room != nullptr) {
-    absl::MutexLock lock(&room->mu);
-    for (const auto& [id, info] : room->members) out.push_back(info);
+  auto shared =
+      std::make_shared<Completion<absl::StatusOr<std::vector<v1::ClientInfo>>>>(std::move(done));
+  std::string room = room_name;
+  Post(
+      room, [this, room_name, shared] { std::move (*shared)(PresenceNow(room_name)); },
+      [shared](absl::Status s) { std::move (*shared)(std::move(s)); }, /*bounded=*/false);
+}
+
+absl::Status NatsBroker::PutMember(absl::string_view room, const v1::ClientInfo* member,
+                                   absl::string_view client_id) {
+  if (absl::Status s = Usable(); !s.ok()) return s;
+  std::string key = MemberKey(room, client_id);
+  natsStatus s = NATS_OK;
+  if (member != nullptr) {
+    std::string value = member->SerializeAsString();
+    s = kvStore_Put(nullptr, nats_->presence, key.c_str(), value.data(),
+                    static_cast<int>(value.size()));
+  } else {
+    s = kvStore_Delete(nats_->presence, key.c_str());
   }
-  std::sort(out.begin(), out.end(),
-            [](const auto& a, const auto& b) { return a.client_id() < b.client_id(); });
-  std::move(done)(std::move(out));
+  if (s != NATS_OK) return NatsError(s, static_cast<jsErrCode>(0), "writing presence");
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::vector<v1::ClientInfo>> NatsBroker::PresenceNow(absl::string_view room) {
+  if (absl::Status s = Usable(); !s.ok()) return s;
+  kvWatchOptions wo;
+  kvWatchOptions_Init(&wo);
+  wo.IgnoreDeletes = true;
+  wo.Timeout = absl::ToInt64Milliseconds(options_.request_timeout);
+  kvWatcher* watcher = nullptr;
+  std::string keys = absl::StrCat(KvToken(room), ".*");
+  natsStatus s = kvStore_Watch(&watcher, nats_->presence, keys.c_str(), &wo);
+  if (s != NATS_OK) return NatsError(s, static_cast<jsErrCode>(0), "reading presence");
+  absl::btree_map<std::string, v1::ClientInfo> members;
+  const absl::Time deadline = absl::Now() + options_.request_timeout;
+  bool complete = false;
+  while (absl::Now() < deadline) {
+    kvEntry* e = nullptr;
+    s = kvWatcher_Next(&e, watcher, absl::ToInt64Milliseconds(deadline - absl::Now()) + 1);
+    if (s != NATS_OK) break;
+    if (e == nullptr) {  // The initial values are all there.
+      complete = true;
+      break;
+    }
+    v1::ClientInfo info;
+    if (kvEntry_Operation(e) == kvOp_Put &&
+        info.ParseFromArray(kvEntry_Value(e), kvEntry_ValueLen(e))) {
+      std::string id = info.client_id();
+      members.insert_or_assign(std::move(id), std::move(info));
+    }
+    kvEntry_Destroy(e);
+  }
+  kvWatcher_Destroy(watcher);
+  if (!complete) return absl::DeadlineExceededError("reading presence timed out");
+  std::vector<v1::ClientInfo> out;
+  out.reserve(members.size());
+  for (auto& [id, info] : members) out.push_back(std::move(info));  // Ordered by client_id.
+  return out;
+}
+
+void NatsBroker::RefreshPresence() {
+  {
+    absl::MutexLock lock(&nats_->refresh_mu);
+    const absl::Time now = absl::Now();
+    if (now - nats_->last_refresh < options_.presence_ttl / 3) return;
+    nats_->last_refresh = now;
+  }
+  if (!Connected()) return;
+  std::vector<std::pair<std::string, v1::ClientInfo>> members;
+  {
+    absl::MutexLock lock(&mu_);
+    for (auto& [name, room] : rooms_) {
+      absl::MutexLock room_lock(&room->mu);
+      for (const auto& [id, info] : room->members) members.emplace_back(name, info);
+    }
+  }
+  for (const auto& [room, info] : members) {
+    PutMember(room, &info, info.client_id()).IgnoreError();  // Retried next round.
+  }
 }
 
 void NatsBroker::ListRooms(std::string prefix,
@@ -1091,6 +1217,7 @@ void NatsBroker::Stats(Completion<BrokerStats> done) {
 }
 
 void NatsBroker::MaintainNow() {
+  RefreshPresence();
   std::vector<std::shared_ptr<Room>> rooms;
   {
     absl::MutexLock lock(&mu_);

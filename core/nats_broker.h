@@ -20,6 +20,11 @@
 // RoomFanout. Joins are answered from that window under the room lock, so a
 // join's replay and the live events form one ordered sequence.
 //
+// Presence: members live in a KV bucket (presence_bucket, one key per room
+// and client, TTL presence_ttl refreshed by the member's node), so Presence
+// answers the same on every node; JOIN/LEAVE events still reach only the
+// subscribers of the member's own node (docs/cluster.md).
+//
 // Message bus: a queue subscription (group "roomcast") on
 // "roomcast.publish.>" publishes whatever plain NATS clients send there, as
 // Rooms.Publish would; a request gets the position as JSON in its reply.
@@ -32,8 +37,7 @@
 // Threads: operations are queued to a few worker threads of the broker (a
 // room always maps to the same worker, so operations on one room keep their
 // order) and never block the caller. Consumer callbacks run on the NATS
-// library's delivery threads. Presence is kept per node (a limitation,
-// docs/cluster.md).
+// library's delivery threads.
 //
 // Errors: UNAVAILABLE when NATS is unreachable (checked before any I/O, so
 // it is fast), DEADLINE_EXCEEDED when JetStream does not answer within
@@ -84,6 +88,12 @@ struct NatsBrokerOptions {
   int max_publish_attempts = 16;
   // Whether this node consumes "roomcast.publish.>" (the message bus).
   bool message_bus = true;
+  // KV bucket of every node's presence members ("<room>.<client id>" keys).
+  std::string presence_bucket = "roomcast_presence";
+  // A member not refreshed for this long leaves the bucket: the time after
+  // which a dead node's members disappear. Live nodes refresh theirs every
+  // presence_ttl / 3.
+  absl::Duration presence_ttl = absl::Seconds(30);
 };
 
 // The NATS subject token of a room: '.' (a token separator) and '%' are
@@ -143,6 +153,13 @@ class NatsBroker final : public Broker {
   // Starts the room's consumer (no lock held); completes waiting joins.
   void StartConsumer(const std::shared_ptr<Room>& room, uint64_t generation);
   absl::Status Usable() const;
+  // Writes (or with `remove` deletes) one member's presence key; errors are
+  // returned, the caller decides.
+  absl::Status PutMember(absl::string_view room, const v1::ClientInfo* member,
+                         absl::string_view client_id);
+  absl::StatusOr<std::vector<v1::ClientInfo>> PresenceNow(absl::string_view room);
+  // Re-writes every local member's key when presence_ttl / 3 has passed.
+  void RefreshPresence();
 
   const Policy* const policy_;
   Clock* const clock_;

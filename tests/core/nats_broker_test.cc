@@ -88,7 +88,8 @@ class NatsBrokerTest : public ::testing::Test {
     options.node_name = absl::StrCat("node", brokers_.size());
     options.request_timeout = timeout;
     brokers_.push_back(std::make_unique<NatsBroker>(&policy_, &clock_, options));
-    EXPECT_TRUE(brokers_.back()->Start().ok());
+    absl::Status started = brokers_.back()->Start();
+    EXPECT_TRUE(started.ok()) << started;
     return *brokers_.back();
   }
   SyncBroker Sync(NatsBroker& b) { return SyncBroker(b, policy_); }
@@ -269,6 +270,27 @@ TEST_F(NatsBrokerTest, SubscriberKeepsReceivingInOrderAfterNatsRestarts) {
   ASSERT_TRUE(r.WaitForSize(3, absl::Seconds(15))) << "the room's consumer did not resume";
   EXPECT_THAT(r.log(), ElementsAre("joined@0", "1:before", "2:after"));
   b.Leave("lobby", &r, "");
+}
+
+TEST_F(NatsBrokerTest, PresenceIsTheSameOnEveryNode) {
+  SyncBroker a = Sync(Node());
+  SyncBroker b = Sync(Node());
+  Recorder r;
+  v1::ClientInfo alice;
+  alice.set_client_id("c1");
+  alice.set_user_id("alice");
+  ASSERT_TRUE(a.Join("chat:x.y", nullptr, &r, &alice, [&](const JoinResult& j) {
+                 r.Joined(j);
+               }).ok());
+  absl::StatusOr<std::vector<v1::ClientInfo>> on_b = b.Presence("chat:x.y");
+  ASSERT_TRUE(on_b.ok()) << on_b.status();
+  ASSERT_EQ(on_b->size(), 1u);
+  EXPECT_EQ((*on_b)[0].user_id(), "alice");
+  EXPECT_TRUE(b.Presence("chat:x").value_or(std::vector<v1::ClientInfo>{{}}).empty());
+  a.Leave("chat:x.y", &r, "c1");
+  on_b = b.Presence("chat:x.y");
+  ASSERT_TRUE(on_b.ok()) << on_b.status();
+  EXPECT_TRUE(on_b->empty());
 }
 
 TEST_F(NatsBrokerTest, PlainNatsPublishOnTheBusEntersTheRoom) {

@@ -121,6 +121,17 @@ describe("two cores over one NATS JetStream", { timeout: 120000 }, () => {
     b.close();
   });
 
+  test("Presence from core B lists a browser joined through edge A", async () => {
+    const browser = await Client.open(edgeA);
+    await browser.request({ join: { room: "who" } });
+    const rooms = await roomsClient(coreB);
+    const members = (await rooms.call("presence", { room: "who" })).clients;
+    assert.equal(members.length, 1);
+    await browser.close();
+    await waitFor(async () => ((await rooms.call("presence", { room: "who" })).clients || []).length === 0, 10000, "the member to leave");
+    rooms.close();
+  });
+
   test("a plain NATS publish on roomcast.publish.<room> reaches a browser on edge B", async () => {
     const browser = await Client.open(edgeB);
     await browser.request({ join: { room: "chat.bus" } });
