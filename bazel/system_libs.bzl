@@ -42,6 +42,7 @@ _ABSL = [
     "any_invocable",
     "btree",
     "flags",
+    "flags_config",
     "flags_parse",
     "flags_reflection",
     "flags_usage",

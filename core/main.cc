@@ -9,6 +9,9 @@
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
+#include "absl/flags/usage_config.h"
+#include "absl/strings/match.h"
+#include "absl/strings/strip.h"
 #include "core/broker_factory.h"
 #include "core/options.h"
 #include "core/server.h"
@@ -74,6 +77,20 @@ ABSL_FLAG(absl::Duration, shutdown_grace, absl::Seconds(5),
 
 int main(int argc, char** argv) {
   absl::SetProgramUsageMessage("roomcast-core: rooms, history, presence and fan-out over gRPC");
+  // --help lists this program's own flags (those defined in this file);
+  // --helpfull adds the libraries' ones. File names are shown relative to
+  // the source tree.
+  absl::FlagsUsageConfig usage;
+  usage.contains_help_flags = [](absl::string_view file) {
+    return absl::EndsWith(file, "core/main.cc");
+  };
+  usage.contains_helpshort_flags = usage.contains_help_flags;
+  usage.normalize_filename = [](absl::string_view file) {
+    while (absl::ConsumePrefix(&file, "../")) {
+    }
+    return std::string(file);
+  };
+  absl::SetFlagsUsageConfig(usage);
   absl::ParseCommandLine(argc, argv);
   // Logs go to stderr: stdout carries only the "listening on" line that
   // scripts and tests read.

@@ -11,6 +11,9 @@
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
+#include "absl/flags/usage_config.h"
+#include "absl/strings/match.h"
+#include "absl/strings/strip.h"
 #include "edge/auth.h"
 #include "edge/edge_server.h"
 #include "edge/options.h"
@@ -66,6 +69,20 @@ ABSL_FLAG(std::string, log_level, "info", "trace, debug, info, warn, error or of
 
 int main(int argc, char** argv) {
   absl::SetProgramUsageMessage("roomcast-edge: browsers over WebSocket and SSE, through the core");
+  // --help lists this program's own flags (those defined in this file);
+  // --helpfull adds the libraries' ones. File names are shown relative to
+  // the source tree.
+  absl::FlagsUsageConfig usage;
+  usage.contains_help_flags = [](absl::string_view file) {
+    return absl::EndsWith(file, "edge/main.cc");
+  };
+  usage.contains_helpshort_flags = usage.contains_help_flags;
+  usage.normalize_filename = [](absl::string_view file) {
+    while (absl::ConsumePrefix(&file, "../")) {
+    }
+    return std::string(file);
+  };
+  absl::SetFlagsUsageConfig(usage);
   absl::ParseCommandLine(argc, argv);
 
   roomcast::edge::EdgeOptions options;
