@@ -13,8 +13,18 @@
 # fresh clone on the same machine) only rebuilds what changed. The whole run is
 # bounded by ROOMCAST_BAZEL_TIMEOUT seconds (default 1500).
 #
-# ROOMCAST_BAZEL_TARGETS (default //...) narrows what is built and tested, e.g.
-# "//... -//benchmarks:roomcast-bench" on a runner without a warm cache.
+# What is built and tested: ROOMCAST_BAZEL_TARGETS if set (target patterns),
+# else ROOMCAST_BAZEL_SCOPE:
+#   full (default)  //...: every library, binary, benchmark and unit test.
+#   representative  what CTest runs (tests/bazel/CMakeLists.txt): both code
+#                   generators (protoc/grpc_cpp_plugin, the demo page), every
+#                   @system_libs library linked into a binary or test that runs,
+#                   roomcast-core and the CLI, and the unit tests engine_test,
+#                   codec_test, hub_test, auth_test and client_test. It leaves
+#                   out the Beast translation units (the edge sessions and
+#                   roomcast-bench's clients, 20-60 s each) and the heavier
+#                   service tests; a change to roomcast.proto rebuilds
+#                   everything, so the full set would often run cold in CI.
 #
 # Usage: bazel/ci.sh [extra bazel options, e.g. --config=release]
 #        bazel/ci.sh --parity [CMAKE_MODEL_DIR]
@@ -49,14 +59,24 @@ options=(--config=ci --disk_cache="$cache/disk" --symlink_prefix=/ "$@")
 # shut down rather than left compiling. CTest's TIMEOUT is set above this bound.
 deadline=$((SECONDS + ${ROOMCAST_BAZEL_TIMEOUT:-1500}))
 shutdown_bazel() { "$bazel" "${startup[@]}" shutdown >/dev/null 2>&1 || true; }
-trap 'shutdown_bazel; exit 130' INT TERM
+client=
+stop() {
+  # SIGINT makes the Bazel client cancel the command in the server.
+  [[ -n $client ]] && kill -INT "$client" 2>/dev/null
+  shutdown_bazel
+  exit 130
+}
+trap stop INT TERM
 
 step() {
   local start=$SECONDS left=$((deadline - SECONDS)) rc=0
   echo "== bazel $*"
   ((left > 0)) || left=1
-  # SIGINT makes the Bazel client cancel the command in the server.
-  timeout -s INT -k 60 "$left" nice -n 10 "$bazel" "${startup[@]}" "$@" </dev/null || rc=$?
+  # In the background so that a signal reaches the trap at once.
+  timeout -s INT -k 60 "$left" nice -n 10 "$bazel" "${startup[@]}" "$@" </dev/null &
+  client=$!
+  wait "$client" || rc=$?
+  client=
   if ((rc == 124 || rc == 137)); then
     echo "== over ROOMCAST_BAZEL_TIMEOUT (${ROOMCAST_BAZEL_TIMEOUT:-1500} s): bazel $*" >&2
     shutdown_bazel
@@ -74,6 +94,20 @@ step() {
 repositories=(//... @local_config_platform//... @local_config_cc//... @local_config_cc_toolchains//...
   @local_config_sh//... @rules_cc//... @rules_java//... @remote_coverage_tools//...)
 step fetch "${repositories[@]}"
-read -r -a targets <<<"${ROOMCAST_BAZEL_TARGETS:-//...}"
+representative=(
+  //core:roomcast-core //clients/cli:roomcast //edge:demo_page_cc //benchmarks:codec_bench
+  //tests/core:engine_test //tests/edge:codec_test //tests/edge:hub_test //tests/edge:auth_test
+  //tests/clients:client_test
+)
+case ${ROOMCAST_BAZEL_SCOPE:-full} in
+  full) default_targets=(//...) ;;
+  representative) default_targets=("${representative[@]}") ;;
+  *) echo "bazel/ci.sh: ROOMCAST_BAZEL_SCOPE is full or representative" >&2; exit 2 ;;
+esac
+if [[ -n ${ROOMCAST_BAZEL_TARGETS:-} ]]; then
+  read -r -a targets <<<"$ROOMCAST_BAZEL_TARGETS"
+else
+  targets=("${default_targets[@]}")
+fi
 step build --nofetch "${options[@]}" -- "${targets[@]}"
 step test --nofetch "${options[@]}" -- "${targets[@]}"
