@@ -25,6 +25,9 @@ namespace {
 constexpr char kRoomPrefix[] = "roomcast.room.";
 constexpr char kPublishPrefix[] = "roomcast.publish.";
 constexpr char kBusQueue[] = "roomcast";
+constexpr char kPresencePrefix[] = "roomcast.presence.";
+constexpr char kNodeHeader[] = "Roomcast-Node";
+constexpr char kKindHeader[] = "Roomcast-Presence";
 constexpr char kEpochHeader[] = "Roomcast-Epoch";
 constexpr char kOffsetHeader[] = "Roomcast-Offset";
 constexpr char kTimeHeader[] = "Roomcast-Time";
@@ -176,6 +179,9 @@ struct NatsBroker::Nats {
   jsCtx* js = nullptr;
   kvStore* presence = nullptr;  // Set with stream_ready.
   natsSubscription* bus = nullptr;
+  natsSubscription* presence_events = nullptr;
+  // Tells this broker's own presence events from other nodes'.
+  const std::string node_id = NewEpoch();
   std::atomic<bool> stream_ready{false};
   absl::Mutex refresh_mu;
   absl::Time last_refresh ABSL_GUARDED_BY(refresh_mu) = absl::InfinitePast();
@@ -591,6 +597,28 @@ absl::Status NatsBroker::Start() {
       return NatsError(s, static_cast<jsErrCode>(0), "subscribing to the message bus");
     }
   }
+  {
+    // JOIN/LEAVE of members on other nodes, for this node's subscribers.
+    auto* closure = new BusClosure{this, nats_.get()};
+    auto on_presence = [](natsConnection*, natsSubscription*, natsMsg* msg, void* c) {
+      auto* self = static_cast<BusClosure*>(c);
+      const char* data = natsMsg_GetData(msg);
+      std::string member = data == nullptr ? std::string()
+                                           : std::string(data, natsMsg_GetDataLength(msg));
+      self->broker->OnPresenceEvent(natsMsg_GetSubject(msg), Header(msg, kNodeHeader),
+                                    Header(msg, kKindHeader), member);
+      natsMsg_Destroy(msg);
+    };
+    std::string subject = absl::StrCat(kPresencePrefix, ">");
+    s = natsConnection_Subscribe(&n.presence_events, n.nc, subject.c_str(), on_presence, closure);
+    if (s != NATS_OK) {
+      delete closure;
+      return NatsError(s, static_cast<jsErrCode>(0), "subscribing to presence events");
+    }
+    absl::MutexLock nats_lock(&n.mu);
+    ++n.live_subscriptions;
+    natsSubscription_SetOnCompleteCB(n.presence_events, OnBusDone, closure);
+  }
   for (int i = 0; i < std::max(1, options_.workers); ++i) {
     workers_.push_back(std::make_unique<Worker>());
   }
@@ -632,6 +660,8 @@ void NatsBroker::Stop() {
   Nats& n = *nats_;
   Unsubscribe(n.bus);
   n.bus = nullptr;
+  Unsubscribe(n.presence_events);
+  n.presence_events = nullptr;
   // Queued operations complete (NATS calls are bounded by request_timeout).
   for (auto& w : workers) w->StopAndJoin();
   workers.clear();
@@ -848,6 +878,7 @@ void NatsBroker::JoinNow(JoinArgs& args, Subscriber* subscriber, JoinedCallback&
       std::move(done)(s);
       return;
     }
+    if ((*ns)->join_leave) SendPresenceEvent(args.room, "JOIN", *args.member);
   }
   std::shared_ptr<Room> room;
   DoneList dones;
@@ -963,6 +994,15 @@ void NatsBroker::LeaveNow(const LeaveArgs& args, Subscriber* subscriber) {
   if (!args.member_client_id.empty() && room->options->presence) {
     // Best effort: a key left behind by an error expires after presence_ttl.
     PutMember(args.room, nullptr, args.member_client_id).IgnoreError();
+    if (room->options->join_leave) {
+      v1::ClientInfo left;
+      {
+        absl::MutexLock lock(&room->mu);
+        auto m = room->members.find(args.member_client_id);
+        if (m != room->members.end()) left = m->second;
+      }
+      if (!left.client_id().empty()) SendPresenceEvent(args.room, "LEAVE", left);
+    }
   }
   natsSubscription* sub = nullptr;
   DoneList dones;
@@ -1152,6 +1192,35 @@ absl::StatusOr<std::vector<v1::ClientInfo>> NatsBroker::PresenceNow(absl::string
   out.reserve(members.size());
   for (auto& [id, info] : members) out.push_back(std::move(info));  // Ordered by client_id.
   return out;
+}
+
+void NatsBroker::SendPresenceEvent(absl::string_view room, const char* kind,
+                                   const v1::ClientInfo& member) {
+  if (!Connected()) return;  // Events are at-most-once, like core NATS.
+  std::string subject = absl::StrCat(kPresencePrefix, RoomSubjectToken(room));
+  std::string body = member.SerializeAsString();
+  natsMsg* msg = nullptr;
+  natsStatus s = natsMsg_Create(&msg, subject.c_str(), nullptr, body.data(),
+                                static_cast<int>(body.size()));
+  if (s == NATS_OK) s = natsMsgHeader_Set(msg, kNodeHeader, nats_->node_id.c_str());
+  if (s == NATS_OK) s = natsMsgHeader_Set(msg, kKindHeader, kind);
+  if (s == NATS_OK) natsConnection_PublishMsg(nats_->nc, msg);
+  natsMsg_Destroy(msg);
+}
+
+void NatsBroker::OnPresenceEvent(absl::string_view subject, absl::string_view node,
+                                 absl::string_view kind, absl::string_view body) {
+  if (node == nats_->node_id) return;  // Delivered locally already.
+  subject.remove_prefix(std::min(subject.size(), sizeof(kPresencePrefix) - 1));
+  std::shared_ptr<Room> room = Find(RoomFromSubjectToken(subject));
+  if (room == nullptr) return;  // No interest on this node.
+  v1::ClientInfo member;
+  if (!member.ParseFromString(std::string(body))) return;
+  const bool join = kind == "JOIN";
+  absl::MutexLock lock(&room->mu);
+  if (room->consumer != Room::Consumer::kReady || !room->options->join_leave) return;
+  room->subscribers.Deliver(PresenceEventOf(
+      room->name, join ? v1::PresenceEvent::JOIN : v1::PresenceEvent::LEAVE, member));
 }
 
 void NatsBroker::RefreshPresence() {

@@ -160,6 +160,17 @@ class NatsBroker final : public Broker {
   absl::StatusOr<std::vector<v1::ClientInfo>> PresenceNow(absl::string_view room);
   // Re-writes every local member's key when presence_ttl / 3 has passed.
   void RefreshPresence();
+  // Tells the other nodes' subscribers of `room` that `member` joined or
+  // left ("JOIN", "LEAVE"); this node delivers its own events itself.
+  void SendPresenceEvent(absl::string_view room, const char* kind, const v1::ClientInfo& member);
+
+ public:
+  // A presence event from "roomcast.presence.>" (NATS delivery thread):
+  // its subject, sending node, kind and serialized ClientInfo.
+  void OnPresenceEvent(absl::string_view subject, absl::string_view node, absl::string_view kind,
+                       absl::string_view member);
+
+ private:
 
   const Policy* const policy_;
   Clock* const clock_;

@@ -38,6 +38,9 @@ class Recorder final : public Subscriber {
     if (event->has_message()) {
       log_.push_back(absl::StrCat(event->message().position().offset(), ":",
                                   event->message().data()));
+    } else if (event->has_presence()) {
+      log_.push_back(absl::StrCat(v1::PresenceEvent::Kind_Name(event->presence().kind()), " ",
+                                  event->presence().client().client_id()));
     }
   }
   void Joined(const JoinResult& r) {
@@ -291,6 +294,25 @@ TEST_F(NatsBrokerTest, PresenceIsTheSameOnEveryNode) {
   on_b = b.Presence("chat:x.y");
   ASSERT_TRUE(on_b.ok()) << on_b.status();
   EXPECT_TRUE(on_b->empty());
+}
+
+TEST_F(NatsBrokerTest, JoinAndLeaveEventsReachSubscribersOnOtherNodes) {
+  SyncBroker a = Sync(Node());
+  SyncBroker b = Sync(Node());
+  Recorder on_b, member;
+  ASSERT_TRUE(b.Join("lobby", nullptr, &on_b, nullptr, [&](const JoinResult& j) {
+                 on_b.Joined(j);
+               }).ok());
+  v1::ClientInfo alice;
+  alice.set_client_id("c1");
+  ASSERT_TRUE(a.Join("lobby", nullptr, &member, &alice, [&](const JoinResult& j) {
+                 member.Joined(j);
+               }).ok());
+  a.Leave("lobby", &member, "c1");
+  ASSERT_TRUE(on_b.WaitForSize(3));
+  EXPECT_THAT(on_b.log(), ElementsAre("joined@0", "JOIN c1", "LEAVE c1"));
+  EXPECT_THAT(member.log(), ElementsAre("joined@0", "JOIN c1"));  // Its own, once.
+  b.Leave("lobby", &on_b, "");
 }
 
 TEST_F(NatsBrokerTest, PlainNatsPublishOnTheBusEntersTheRoom) {
