@@ -72,6 +72,8 @@ ABSL_FLAG(absl::Duration, stats_interval, absl::Seconds(1), "how often --stats_r
 ABSL_FLAG(std::string, stats_room, "",
           "publish this node's stats as JSON to this room every --stats_interval (the demo "
           "dashboard)");
+ABSL_FLAG(bool, reflection, false,
+          "serve gRPC server reflection (advertises every service; off by default)");
 ABSL_FLAG(absl::Duration, shutdown_grace, absl::Seconds(5),
           "how long streams get to finish on SIGTERM/SIGINT");
 
@@ -146,6 +148,7 @@ int main(int argc, char** argv) {
   options.min_client_ping_interval = absl::GetFlag(FLAGS_min_client_ping_interval);
   options.stats_interval = absl::GetFlag(FLAGS_stats_interval);
   options.shutdown_grace = absl::GetFlag(FLAGS_shutdown_grace);
+  options.reflection = absl::GetFlag(FLAGS_reflection);
   options.stats_room = absl::GetFlag(FLAGS_stats_room);
 
   // Block the stop signals in every thread; one thread waits for them.

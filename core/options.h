@@ -115,6 +115,9 @@ struct CoreOptions {
   size_t max_envelope_bytes = 64 * 1024;
   // Graceful shutdown: how long streams get to finish before being cancelled.
   absl::Duration shutdown_grace = absl::Seconds(5);
+  // gRPC server reflection: off unless asked for, since it advertises every
+  // service (EdgeLink included) to whoever reaches the port.
+  bool reflection = false;
 };
 
 // Parses namespace definitions of the form

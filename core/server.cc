@@ -1,15 +1,37 @@
 #include "core/server.h"
 
+#include <algorithm>
+#include <memory>
 #include <utility>
+#include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "core/broker_factory.h"
 #include "grpcpp/ext/proto_server_reflection_plugin.h"
 #include "grpcpp/health_check_service_interface.h"
+#include "grpcpp/impl/server_builder_option.h"
+#include "grpcpp/impl/server_builder_plugin.h"
 #include "spdlog/spdlog.h"
 
 namespace roomcast::core {
 namespace {
+
+// Takes the reflection plugin out of a ServerBuilder: linking
+// grpc++_reflection registers it for every server of the process (a static
+// initializer), so leaving it out takes this, not just not asking for it.
+class WithoutReflection final : public grpc::ServerBuilderOption {
+ public:
+  void UpdateArguments(grpc::ChannelArguments*) override {}
+  void UpdatePlugins(std::vector<std::unique_ptr<grpc::ServerBuilderPlugin>>* plugins) override {
+    plugins->erase(
+        std::remove_if(plugins->begin(), plugins->end(),
+                       [](const std::unique_ptr<grpc::ServerBuilderPlugin>& plugin) {
+                         return dynamic_cast<grpc::reflection::ProtoServerReflectionPlugin*>(
+                                    plugin.get()) != nullptr;
+                       }),
+        plugins->end());
+  }
+};
 
 std::unique_ptr<Broker> BrokerOrNull(absl::StatusOr<std::unique_ptr<Broker>> broker,
                                      absl::Status& status) {
@@ -42,8 +64,9 @@ absl::StatusOr<std::string> CoreServer::Start() {
   if (!broker_status_.ok()) return broker_status_;
   if (absl::Status s = broker_->Start(); !s.ok()) return s;
   grpc::EnableDefaultHealthCheckService(true);
-  grpc::reflection::InitProtoReflectionServerBuilderPlugin();
+  if (options_.reflection) grpc::reflection::InitProtoReflectionServerBuilderPlugin();
   grpc::ServerBuilder builder;
+  if (!options_.reflection) builder.SetOption(std::make_unique<WithoutReflection>());
   int port = 0;
   builder.AddListeningPort(options_.listen, grpc::InsecureServerCredentials(), &port);
   builder.RegisterService(&rooms_);

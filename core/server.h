@@ -1,7 +1,8 @@
 // CoreServer: the whole core process minus flag parsing. Owns the Policy, the
 // broker (chosen by options.broker through broker_factory.h; it maintains
-// itself), the services and the gRPC server (with health checking and
-// reflection), and the thread that publishes stats to options.stats_room.
+// itself), the services and the gRPC server (with health checking, and
+// reflection when options.reflection), and the thread that publishes stats
+// to options.stats_room.
 // Used by main.cc and by tests, which start it on port 0 or talk to it
 // through InProcessChannel().
 //

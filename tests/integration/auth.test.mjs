@@ -1,6 +1,7 @@
 // Connection tokens at the edge and grants at the core, with the real
 // binaries: HS256 tokens minted here (node:crypto), a secret file written at
 // test time. Every refusal is checked to leave a bystander's stream alone.
+// Also: the core serves gRPC reflection only with --reflection.
 import assert from "node:assert/strict";
 import { createHmac } from "node:crypto";
 import fs from "node:fs";
@@ -183,5 +184,46 @@ describe("edge with tokens and --allow_anonymous", { timeout: 60000 }, () => {
     await anon.close();
     const bad = await Client.open(edge, { query: "token=not.a.token" });
     assert.equal((await bad.closed).code, 4501);
+  });
+});
+
+// Server reflection advertises every service (EdgeLink included): off unless
+// --reflection. Called with a raw request (list_services = "", field 7).
+async function reflectionAnswers(core) {
+  const grpc = await import("@grpc/grpc-js");
+  const client = new grpc.Client(core.address, grpc.credentials.createInsecure());
+  try {
+    return await new Promise((resolve) => {
+      const call = client.makeBidiStreamRequest(
+        "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo",
+        (b) => b, (b) => b, new grpc.Metadata(), { deadline: Date.now() + 5000 });
+      call.on("data", (d) => { resolve({ ok: true, bytes: d.length }); call.cancel(); });
+      call.on("error", (e) => resolve({ ok: false, code: e.code }));
+      call.write(Buffer.from([0x3a, 0x00]));
+      call.end();
+    });
+  } finally {
+    client.close();
+  }
+}
+
+describe("core server reflection", { timeout: 60000 }, () => {
+  test("off by default (UNIMPLEMENTED); on with --reflection", async () => {
+    const plain = await startCore();
+    try {
+      const r = await reflectionAnswers(plain);
+      assert.equal(r.ok, false);
+      assert.equal(r.code, 12);
+    } finally {
+      assert.equal(await stopProcess(plain), 0);
+    }
+    const reflective = await startCore(["--reflection"]);
+    try {
+      const r = await reflectionAnswers(reflective);
+      assert.equal(r.ok, true, JSON.stringify(r));
+      assert.ok(r.bytes > 0);
+    } finally {
+      assert.equal(await stopProcess(reflective), 0);
+    }
   });
 });
