@@ -8,7 +8,7 @@ import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { after, before, describe, test } from "node:test";
-import { Client, httpRequest, openSse, startCore, startEdge, stopProcess, waitFor } from "./lib.mjs";
+import { Client, httpRequest, openSse, roomsClient, startCore, startEdge, stopProcess, waitFor } from "./lib.mjs";
 
 const SECRET = "integration-secret-of-at-least-32-bytes";
 const b64 = (x) => Buffer.from(typeof x === "string" ? x : JSON.stringify(x)).toString("base64url");
@@ -117,6 +117,27 @@ describe("edge with connection tokens", { timeout: 90000 }, () => {
     assert.equal(clients[0].userId, "carol");
     assert.deepEqual(clients[0].info, { name: "Carol" });
     await c.close();
+  });
+
+  test("Rooms.Disconnect by user id closes every connection of that user, and only those", async () => {
+    const token = mint({ sub: "dave", exp: now() + 60, rooms: everything });
+    const d1 = await Client.open(edge, { query: `token=${token}` });
+    const d2 = await Client.open(edge, { query: `token=${token}` });
+    assert.ok((await d1.request({ join: { room: "kick" } })).reply?.join);
+    assert.ok((await d2.request({ ping: {} })).reply?.pong);
+    const rooms = await roomsClient(core);
+    try {
+      const res = await rooms.call("disconnect", { userId: "dave", reason: "banned" });
+      assert.equal(res.numDisconnected, 2);
+    } finally {
+      rooms.close();
+    }
+    for (const c of [d1, d2]) {
+      const closed = await c.closed;
+      assert.equal(closed.code, 4502);
+      assert.equal(closed.reason, "banned");
+    }
+    await bystanderStillReceives();
   });
 
   test("a live connection whose token expires is closed with 4003", async () => {
