@@ -136,8 +136,7 @@ std::string RoomFromSubjectToken(absl::string_view token) {
       if (c >= 'a' && c <= 'f') return v = c - 'a' + 10, true;
       return false;
     };
-    if (token[i] == '%' && i + 2 < token.size() && hex(token[i + 1], hi) &&
-        hex(token[i + 2], lo)) {
+    if (token[i] == '%' && i + 2 < token.size() && hex(token[i + 1], hi) && hex(token[i + 2], lo)) {
       out.push_back(static_cast<char>(hi * 16 + lo));
       i += 2;
     } else {
@@ -355,8 +354,8 @@ void RunDones(DoneList& dones) {
 // `all`: the consumer stopped), or whose deadline passed.
 void TakeAwaitedLocked(NatsBroker::Room& r, bool all, absl::Time now, DoneList& dones)
     ABSL_EXCLUSIVE_LOCKS_REQUIRED(r.mu) {
-  while (!r.awaited.empty() && (all || r.awaited.front().seq <= r.seen_seq ||
-                                r.awaited.front().deadline < now)) {
+  while (!r.awaited.empty() &&
+         (all || r.awaited.front().seq <= r.seen_seq || r.awaited.front().deadline < now)) {
     dones.publishes.push_back(std::move(r.awaited.front()));
     r.awaited.pop_front();
   }
@@ -374,10 +373,10 @@ void AnswerJoinLocked(NatsBroker::Room& r, PendingJoin& join, absl::Time now, Do
   if (join.args.since.has_value()) {
     const v1::Position& since = *join.args.since;
     if (since.epoch() == r.epoch && since.offset() > r.offset) {
-      dones.emplace_back(std::move(join.done),
-                         absl::OutOfRangeError(absl::StrFormat(
-                             "since offset %d is past the room's last offset %d", since.offset(),
-                             r.offset)));
+      dones.emplace_back(
+          std::move(join.done),
+          absl::OutOfRangeError(absl::StrFormat("since offset %d is past the room's last offset %d",
+                                                since.offset(), r.offset)));
       return;
     }
     r.Trim(now);
@@ -472,7 +471,10 @@ void Unsubscribe(natsSubscription* sub) {
 }  // namespace
 
 NatsBroker::NatsBroker(const Policy* policy, Clock* clock, NatsBrokerOptions options)
-    : policy_(policy), clock_(clock), options_(std::move(options)), nats_(std::make_unique<Nats>()) {}
+    : policy_(policy),
+      clock_(clock),
+      options_(std::move(options)),
+      nats_(std::make_unique<Nats>()) {}
 
 NatsBroker::~NatsBroker() { Stop(); }
 
@@ -603,8 +605,8 @@ absl::Status NatsBroker::Start() {
     auto on_presence = [](natsConnection*, natsSubscription*, natsMsg* msg, void* c) {
       auto* self = static_cast<BusClosure*>(c);
       const char* data = natsMsg_GetData(msg);
-      std::string member = data == nullptr ? std::string()
-                                           : std::string(data, natsMsg_GetDataLength(msg));
+      std::string member =
+          data == nullptr ? std::string() : std::string(data, natsMsg_GetDataLength(msg));
       self->broker->OnPresenceEvent(natsMsg_GetSubject(msg), Header(msg, kNodeHeader),
                                     Header(msg, kKindHeader), member);
       natsMsg_Destroy(msg);
@@ -629,9 +631,7 @@ absl::Status NatsBroker::Start() {
   }
   maintainer_ = std::thread([this] {
     absl::MutexLock m(&maintainer_mu_);
-    auto stop = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(maintainer_mu_) {
-      return stop_maintainer_;
-    };
+    auto stop = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(maintainer_mu_) { return stop_maintainer_; };
     while (!maintainer_mu_.AwaitWithTimeout(absl::Condition(&stop), options_.maintain_interval)) {
       maintainer_mu_.Unlock();
       MaintainNow();
@@ -711,9 +711,9 @@ void NatsBroker::Post(absl::string_view room, absl::AnyInvocable<void()> task,
       size_t i = absl::HashOf(room) % workers_.size();
       const size_t limit = bounded ? options_.max_queued_per_worker : SIZE_MAX;
       if (workers_[i]->Post(task, limit)) return;
-      status = absl::ResourceExhaustedError(
-          absl::StrCat("too many NATS operations queued (limit ", options_.max_queued_per_worker,
-                       " per worker)"));
+      status = absl::ResourceExhaustedError(absl::StrCat("too many NATS operations queued (limit ",
+                                                         options_.max_queued_per_worker,
+                                                         " per worker)"));
     }
   }
   refused(std::move(status));
@@ -772,7 +772,8 @@ absl::StatusOr<v1::Position> NatsBroker::PublishNow(PublishArgs& args, uint64_t&
   std::shared_ptr<Room> room = GetOrCreate(args.room, *ns);
   Room& r = *room;
   std::string publisher;
-  if (args.publisher.has_value()) publisher = absl::Base64Escape(args.publisher->SerializeAsString());
+  if (args.publisher.has_value())
+    publisher = absl::Base64Escape(args.publisher->SerializeAsString());
   for (int attempt = 0; attempt < options_.max_publish_attempts; ++attempt) {
     std::string epoch;
     uint64_t offset = 0, seq = 0;
@@ -858,11 +859,13 @@ void NatsBroker::Join(JoinArgs args, Subscriber* subscriber, JoinedCallback on_j
     JoinedCallback on_joined;
     Completion<absl::Status> done;
   };
-  auto state = std::make_shared<State>(
-      State{std::move(args), std::move(on_joined), std::move(done)});
+  auto state =
+      std::make_shared<State>(State{std::move(args), std::move(on_joined), std::move(done)});
   Post(
       room,
-      [this, state, subscriber] { JoinNow(state->args, subscriber, state->on_joined, state->done); },
+      [this, state, subscriber] {
+        JoinNow(state->args, subscriber, state->on_joined, state->done);
+      },
       [state](absl::Status s) { std::move(state->done)(std::move(s)); }, /*bounded=*/false);
 }
 
@@ -1200,8 +1203,8 @@ void NatsBroker::SendPresenceEvent(absl::string_view room, const char* kind,
   std::string subject = absl::StrCat(kPresencePrefix, RoomSubjectToken(room));
   std::string body = member.SerializeAsString();
   natsMsg* msg = nullptr;
-  natsStatus s = natsMsg_Create(&msg, subject.c_str(), nullptr, body.data(),
-                                static_cast<int>(body.size()));
+  natsStatus s =
+      natsMsg_Create(&msg, subject.c_str(), nullptr, body.data(), static_cast<int>(body.size()));
   if (s == NATS_OK) s = natsMsgHeader_Set(msg, kNodeHeader, nats_->node_id.c_str());
   if (s == NATS_OK) s = natsMsgHeader_Set(msg, kKindHeader, kind);
   if (s == NATS_OK) natsConnection_PublishMsg(nats_->nc, msg);

@@ -171,7 +171,6 @@ class NatsBroker final : public Broker {
                        absl::string_view member);
 
  private:
-
   const Policy* const policy_;
   Clock* const clock_;
   const NatsBrokerOptions options_;

@@ -44,10 +44,10 @@ const char* OpName(RoomOp op) {
 absl::Status CheckGrant(const v1::Grants& grants, RoomOp op, absl::string_view room) {
   if (grants.all()) return absl::OkStatus();
   for (const std::string& entry : GrantList(grants, op)) {
-    const bool match = absl::EndsWith(entry, "*")
-                           ? absl::StartsWith(room, absl::string_view(entry).substr(
-                                                        0, entry.size() - 1))
-                           : entry == room;
+    const bool match =
+        absl::EndsWith(entry, "*")
+            ? absl::StartsWith(room, absl::string_view(entry).substr(0, entry.size() - 1))
+            : entry == room;
     if (match) return absl::OkStatus();
   }
   return absl::PermissionDeniedError(

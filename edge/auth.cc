@@ -25,8 +25,7 @@ absl::Status Refused(absl::string_view why) {
   return absl::UnauthenticatedError(absl::StrCat("invalid token: ", why));
 }
 
-const google::protobuf::RepeatedPtrField<std::string>& ListOf(const v1::Grants& grants,
-                                                              RoomOp op) {
+const google::protobuf::RepeatedPtrField<std::string>& ListOf(const v1::Grants& grants, RoomOp op) {
   switch (op) {
     case RoomOp::kSubscribe:
       return grants.subscribe();
@@ -43,8 +42,8 @@ const google::protobuf::RepeatedPtrField<std::string>& ListOf(const v1::Grants& 
 // Parses a JSON text that must be an object; nullopt otherwise.
 std::optional<boost::json::object> ParseObject(absl::string_view text) {
   boost::system::error_code ec;
-  boost::json::value value = boost::json::parse(boost::json::string_view(text.data(), text.size()),
-                                                ec);
+  boost::json::value value =
+      boost::json::parse(boost::json::string_view(text.data(), text.size()), ec);
   if (ec || !value.is_object()) return std::nullopt;
   return std::move(value.as_object());
 }
@@ -97,7 +96,8 @@ absl::Status ParseRooms(const boost::json::value& rooms, v1::Grants& grants) {
     } else {
       continue;  // Unknown operations grant nothing.
     }
-    if (!list.is_array()) return Refused(absl::StrCat("rooms.", std::string(key), " is not a list"));
+    if (!list.is_array())
+      return Refused(absl::StrCat("rooms.", std::string(key), " is not a list"));
     for (const boost::json::value& room : list.as_array()) {
       if (!room.is_string() || room.as_string().empty()) {
         return Refused(absl::StrCat("rooms.", std::string(key), " holds a non-name"));

@@ -31,9 +31,9 @@ namespace roomcast::edge {
 
 // Who a verified token says the client is.
 struct Identity {
-  std::string user_id;             // `sub`; empty for anonymous clients.
-  google::protobuf::Struct info;   // `info`.
-  v1::Grants grants;               // `rooms`; all = true for anonymous clients.
+  std::string user_id;                          // `sub`; empty for anonymous clients.
+  google::protobuf::Struct info;                // `info`.
+  v1::Grants grants;                            // `rooms`; all = true for anonymous clients.
   absl::Time expires = absl::InfiniteFuture();  // `exp`.
 };
 

@@ -7,12 +7,12 @@
 #include <string>
 #include <utility>
 
+#include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
 #include "boost/asio/post.hpp"
 #include "boost/beast/core.hpp"
 #include "boost/beast/http.hpp"
 #include "boost/beast/websocket/rfc6455.hpp"
-#include "absl/strings/str_cat.h"
-#include "absl/time/clock.h"
 #include "edge/auth.h"
 #include "edge/demo_page.h"
 #include "edge/http_router.h"

@@ -16,12 +16,12 @@
 #include <string>
 #include <vector>
 
+#include "absl/status/statusor.h"
 #include "boost/asio/ip/tcp.hpp"
 #include "boost/beast/core/tcp_stream.hpp"
 #include "boost/beast/http/empty_body.hpp"
 #include "boost/beast/http/message.hpp"
 #include "boost/beast/http/string_body.hpp"
-#include "absl/status/statusor.h"
 #include "edge/auth.h"
 #include "edge/codec.h"
 #include "edge/session_context.h"

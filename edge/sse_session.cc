@@ -10,14 +10,14 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
 #include "boost/asio/buffer.hpp"
 #include "boost/asio/post.hpp"
 #include "boost/asio/steady_timer.hpp"
-#include "absl/time/clock.h"
-#include "edge/auth.h"
 #include "boost/asio/write.hpp"
 #include "boost/beast/core.hpp"
 #include "boost/beast/http.hpp"
+#include "edge/auth.h"
 #include "edge/close_codes.h"
 #include "edge/codec.h"
 #include "edge/sessions.h"
@@ -310,9 +310,9 @@ class SseSession final : public Client,
 void StartSseSession(EdgeContext& ctx, beast::tcp_stream stream, size_t shard, uint64_t generation,
                      std::vector<std::string> rooms, SseCursor since, Identity identity,
                      http::response<http::empty_body> headers) {
-  auto session = std::make_shared<SseSession>(ctx, std::move(stream), shard, ctx.hub.NewClientId(),
-                                              generation, std::move(rooms), std::move(since),
-                                              std::move(identity));
+  auto session =
+      std::make_shared<SseSession>(ctx, std::move(stream), shard, ctx.hub.NewClientId(), generation,
+                                   std::move(rooms), std::move(since), std::move(identity));
   session->Run(std::move(headers));
 }
 

@@ -10,14 +10,14 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
 #include "boost/asio/buffer.hpp"
 #include "boost/asio/post.hpp"
 #include "boost/asio/steady_timer.hpp"
-#include "absl/time/clock.h"
-#include "edge/auth.h"
 #include "boost/beast/core.hpp"
 #include "boost/beast/http.hpp"
 #include "boost/beast/websocket.hpp"
+#include "edge/auth.h"
 #include "edge/close_codes.h"
 #include "edge/codec.h"
 #include "edge/http_router.h"
@@ -176,10 +176,11 @@ class WsSession final : public Client,
   absl::Status CheckGrant(RoomOp op, const std::string& room) const {
     if (Allowed(identity_->grants, op, room)) return absl::OkStatus();
     return absl::PermissionDeniedError(
-        absl::StrCat("not allowed to ", op == RoomOp::kSubscribe  ? "subscribe to"
-                                        : op == RoomOp::kPublish  ? "publish to"
-                                        : op == RoomOp::kPresence ? "read the presence of"
-                                                                  : "read the history of",
+        absl::StrCat("not allowed to ",
+                     op == RoomOp::kSubscribe  ? "subscribe to"
+                     : op == RoomOp::kPublish  ? "publish to"
+                     : op == RoomOp::kPresence ? "read the presence of"
+                                               : "read the history of",
                      " \"", absl::string_view(room).substr(0, 256), "\""));
   }
 

@@ -22,8 +22,8 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
-#include "roomcast/client.h"
 #include "google/protobuf/util/json_util.h"
+#include "roomcast/client.h"
 
 ABSL_FLAG(std::string, core, "127.0.0.1:50051", "the core's gRPC address, HOST:PORT");
 ABSL_FLAG(bool, json, false,
