@@ -53,23 +53,6 @@ absl::Status NatsError(natsStatus s, jsErrCode code, absl::string_view what) {
   return absl::UnavailableError(message);
 }
 
-uint64_t OffsetOf(const RoomEventPtr& e) { return e->message().position().offset(); }
-
-absl::Time TimeOf(const RoomEventPtr& e) {
-  const auto& t = e->message().time();
-  return absl::FromUnixSeconds(t.seconds()) + absl::Nanoseconds(t.nanos());
-}
-
-RoomEventPtr PresenceEventOf(const std::string& room, v1::PresenceEvent::Kind kind,
-                             const v1::ClientInfo& client) {
-  v1::RoomEvent event;
-  v1::PresenceEvent* p = event.mutable_presence();
-  p->set_room(room);
-  p->set_kind(kind);
-  *p->mutable_client() = client;
-  return MakeRoomEvent(std::move(event));
-}
-
 std::string Header(natsMsg* msg, const char* key) {
   const char* value = nullptr;
   if (natsMsgHeader_Get(msg, key, &value) != NATS_OK || value == nullptr) return std::string();

@@ -26,4 +26,19 @@ size_t RoomEvent::QueuedBytes() const {
   return kOverhead + proto_.presence().room().size() + proto_.presence().client().ByteSizeLong();
 }
 
+RoomEventPtr PresenceEventOf(const std::string& room, v1::PresenceEvent::Kind kind,
+                             const v1::ClientInfo& client) {
+  v1::RoomEvent event;
+  v1::PresenceEvent* p = event.mutable_presence();
+  p->set_room(room);
+  p->set_kind(kind);
+  *p->mutable_client() = client;
+  return MakeRoomEvent(std::move(event));
+}
+
+absl::Time TimeOf(const RoomEventPtr& e) {
+  const auto& t = e->message().time();
+  return absl::FromUnixSeconds(t.seconds()) + absl::Nanoseconds(t.nanos());
+}
+
 }  // namespace roomcast::core

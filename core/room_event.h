@@ -14,6 +14,7 @@
 #include <string>
 
 #include "absl/base/call_once.h"
+#include "absl/time/time.h"
 #include "roomcast/v1/roomcast.pb.h"
 
 namespace roomcast::core {
@@ -49,6 +50,14 @@ using RoomEventPtr = std::shared_ptr<const RoomEvent>;
 inline RoomEventPtr MakeRoomEvent(v1::RoomEvent proto) {
   return std::make_shared<const RoomEvent>(std::move(proto));
 }
+
+// A JOIN or LEAVE of `client` in `room`.
+RoomEventPtr PresenceEventOf(const std::string& room, v1::PresenceEvent::Kind kind,
+                             const v1::ClientInfo& client);
+
+// A message event's offset and publish time (messages only).
+inline uint64_t OffsetOf(const RoomEventPtr& e) { return e->message().position().offset(); }
+absl::Time TimeOf(const RoomEventPtr& e);
 
 // Receives a room's live events. Implemented by a Subscribe stream and an
 // edge link. OnEvent is called with broker locks held, from the publishing
