@@ -5,13 +5,13 @@
 // restart (where the epoch changes and the client must say recovered: false).
 #include "roomcast/client.h"
 
-#include <algorithm>
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <poll.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <memory>
 #include <string>

@@ -36,8 +36,8 @@ class Recorder final : public Subscriber {
   void OnEvent(const RoomEventPtr& event) override {
     absl::MutexLock lock(&mu_);
     if (event->has_message()) {
-      log_.push_back(absl::StrCat(event->message().position().offset(), ":",
-                                  event->message().data()));
+      log_.push_back(
+          absl::StrCat(event->message().position().offset(), ":", event->message().data()));
     } else if (event->has_presence()) {
       log_.push_back(absl::StrCat(v1::PresenceEvent::Kind_Name(event->presence().kind()), " ",
                                   event->presence().client().client_id()));
@@ -47,8 +47,8 @@ class Recorder final : public Subscriber {
     absl::MutexLock lock(&mu_);
     log_.push_back(absl::StrCat("joined@", r.position.offset(), r.recovered ? "" : " lost"));
     for (const RoomEventPtr& e : r.replayed) {
-      log_.push_back(absl::StrCat("replay ", e->message().position().offset(), ":",
-                                  e->message().data()));
+      log_.push_back(
+          absl::StrCat("replay ", e->message().position().offset(), ":", e->message().data()));
     }
   }
   std::vector<std::string> log() {
@@ -166,14 +166,13 @@ TEST_F(NatsBrokerTest, JoinWithSinceReplaysThenDeliversLiveInOrderAcrossNodes) {
   ASSERT_TRUE(a.Publish("chat:lobby", "two", nullptr).ok());
   ASSERT_TRUE(a.Publish("chat:lobby", "three", nullptr).ok());
   Recorder r;
-  ASSERT_TRUE(b.Join("chat:lobby", &*first, &r, nullptr, [&](const JoinResult& j) {
-                 r.Joined(j);
-               }).ok());
+  ASSERT_TRUE(
+      b.Join("chat:lobby", &*first, &r, nullptr, [&](const JoinResult& j) { r.Joined(j); }).ok());
   ASSERT_TRUE(a.Publish("chat:lobby", "four", nullptr).ok());
   ASSERT_TRUE(b.Publish("chat:lobby", "five", nullptr).ok());
   ASSERT_TRUE(r.WaitForSize(5));
-  EXPECT_THAT(r.log(), ElementsAre("joined@3", "replay 2:two", "replay 3:three", "4:four",
-                                   "5:five"));
+  EXPECT_THAT(r.log(),
+              ElementsAre("joined@3", "replay 2:two", "replay 3:three", "4:four", "5:five"));
   b.Leave("chat:lobby", &r, "");
 }
 
@@ -255,7 +254,8 @@ TEST_F(NatsBrokerTest, SubscriberKeepsReceivingInOrderAfterNatsRestarts) {
   NatsBroker& node = Node();
   SyncBroker b = Sync(node);
   Recorder r;
-  ASSERT_TRUE(b.Join("lobby", nullptr, &r, nullptr, [&](const JoinResult& j) { r.Joined(j); }).ok());
+  ASSERT_TRUE(
+      b.Join("lobby", nullptr, &r, nullptr, [&](const JoinResult& j) { r.Joined(j); }).ok());
   ASSERT_TRUE(b.Publish("lobby", "before", nullptr).ok());
   ASSERT_TRUE(r.WaitForSize(2));
   ASSERT_TRUE(server_.Restart());
@@ -282,9 +282,8 @@ TEST_F(NatsBrokerTest, PresenceIsTheSameOnEveryNode) {
   v1::ClientInfo alice;
   alice.set_client_id("c1");
   alice.set_user_id("alice");
-  ASSERT_TRUE(a.Join("chat:x.y", nullptr, &r, &alice, [&](const JoinResult& j) {
-                 r.Joined(j);
-               }).ok());
+  ASSERT_TRUE(
+      a.Join("chat:x.y", nullptr, &r, &alice, [&](const JoinResult& j) { r.Joined(j); }).ok());
   absl::StatusOr<std::vector<v1::ClientInfo>> on_b = b.Presence("chat:x.y");
   ASSERT_TRUE(on_b.ok()) << on_b.status();
   ASSERT_EQ(on_b->size(), 1u);
@@ -300,9 +299,8 @@ TEST_F(NatsBrokerTest, JoinAndLeaveEventsReachSubscribersOnOtherNodes) {
   SyncBroker a = Sync(Node());
   SyncBroker b = Sync(Node());
   Recorder on_b, member;
-  ASSERT_TRUE(b.Join("lobby", nullptr, &on_b, nullptr, [&](const JoinResult& j) {
-                 on_b.Joined(j);
-               }).ok());
+  ASSERT_TRUE(
+      b.Join("lobby", nullptr, &on_b, nullptr, [&](const JoinResult& j) { on_b.Joined(j); }).ok());
   v1::ClientInfo alice;
   alice.set_client_id("c1");
   ASSERT_TRUE(a.Join("lobby", nullptr, &member, &alice, [&](const JoinResult& j) {
@@ -318,9 +316,8 @@ TEST_F(NatsBrokerTest, JoinAndLeaveEventsReachSubscribersOnOtherNodes) {
 TEST_F(NatsBrokerTest, PlainNatsPublishOnTheBusEntersTheRoom) {
   SyncBroker b = Sync(Node());
   Recorder r;
-  ASSERT_TRUE(b.Join("chat:a.b", nullptr, &r, nullptr, [&](const JoinResult& j) {
-                 r.Joined(j);
-               }).ok());
+  ASSERT_TRUE(
+      b.Join("chat:a.b", nullptr, &r, nullptr, [&](const JoinResult& j) { r.Joined(j); }).ok());
   natsConnection* nc = nullptr;
   ASSERT_EQ(natsConnection_ConnectTo(&nc, server_.url().c_str()), NATS_OK);
   natsMsg* reply = nullptr;
@@ -340,7 +337,8 @@ TEST_F(NatsBrokerTest, PlainNatsPublishOnTheBusEntersTheRoom) {
 TEST_F(NatsBrokerTest, NothingArrivesAfterLeaveAndTheConsumerStops) {
   SyncBroker b = Sync(Node());
   Recorder r;
-  ASSERT_TRUE(b.Join("lobby", nullptr, &r, nullptr, [&](const JoinResult& j) { r.Joined(j); }).ok());
+  ASSERT_TRUE(
+      b.Join("lobby", nullptr, &r, nullptr, [&](const JoinResult& j) { r.Joined(j); }).ok());
   ASSERT_TRUE(b.Publish("lobby", "1", nullptr).ok());
   ASSERT_TRUE(r.WaitForSize(2));
   b.Leave("lobby", &r, "");

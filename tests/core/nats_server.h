@@ -7,8 +7,8 @@
 #define ROOMCAST_TESTS_CORE_NATS_SERVER_H_
 
 #include <arpa/inet.h>
-#include <netinet/in.h>
 #include <fcntl.h>
+#include <netinet/in.h>
 #include <signal.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
@@ -99,8 +99,8 @@ class NatsServer {
       dup2(null, STDIN_FILENO);
       dup2(null, STDOUT_FILENO);
       dup2(null, STDERR_FILENO);
-      execl(Binary(), Binary(), "-js", "-a", "127.0.0.1", "-p", port.c_str(), "-sd",
-            store_.c_str(), "-l", "/dev/null", static_cast<char*>(nullptr));
+      execl(Binary(), Binary(), "-js", "-a", "127.0.0.1", "-p", port.c_str(), "-sd", store_.c_str(),
+            "-l", "/dev/null", static_cast<char*>(nullptr));
       _exit(127);
     }
     const absl::Time deadline = absl::Now() + absl::Seconds(10);

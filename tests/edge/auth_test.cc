@@ -85,8 +85,7 @@ class AuthTest : public ::testing::Test {
   static void ExpectRefused(const absl::StatusOr<Identity>& identity, absl::string_view why) {
     ASSERT_FALSE(identity.ok());
     EXPECT_EQ(identity.status().code(), absl::StatusCode::kUnauthenticated);
-    EXPECT_NE(identity.status().message().find(why), absl::string_view::npos)
-        << identity.status();
+    EXPECT_NE(identity.status().message().find(why), absl::string_view::npos) << identity.status();
   }
 };
 
@@ -101,9 +100,9 @@ TEST_F(AuthTest, GoodHs256TokenGivesIdentity) {
 }
 
 TEST_F(AuthTest, BadSignatureIsRefused) {
-  ExpectRefused(Hmac()->Verify(Mint(JWT_ALG_HS256, "another-secret-of-32-bytes-long!", Claims()),
-                               kNow),
-                "bad signature");
+  ExpectRefused(
+      Hmac()->Verify(Mint(JWT_ALG_HS256, "another-secret-of-32-bytes-long!", Claims()), kNow),
+      "bad signature");
 }
 
 TEST_F(AuthTest, TamperedClaimsAreRefused) {

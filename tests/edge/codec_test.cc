@@ -1061,7 +1061,8 @@ TEST_F(CodecTest, BinaryBatchIsLengthPrefixedFrames) {
 }
 
 TEST_F(CodecTest, SplitBatchRejectsTruncatedAndEmptyEntries) {
-  EXPECT_THAT(SplitBatch("\x05" "abc", Encoding::kProtobuf).status().message(),
+  const std::string truncated = std::string(1, '\x05') + "abc";  // Says 5 bytes, has 3.
+  EXPECT_THAT(SplitBatch(truncated, Encoding::kProtobuf).status().message(),
               HasSubstr("truncated frame"));
   EXPECT_THAT(SplitBatch("\x80", Encoding::kProtobuf).status().message(),
               HasSubstr("truncated frame length"));
